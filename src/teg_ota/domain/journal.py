@@ -1,0 +1,89 @@
+"""The update journal: what an in-flight update was doing, written before each phase starts.
+
+It is what makes a power cut at any moment end in a known state: ``recover()`` reads it back
+and knows whether the old controller was still untouched, mid-swap, or in the health window.
+It is plain data with a JSON-able dict form so any store can keep it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+
+from teg_ota.domain.ota_state import OtaState
+
+
+class JournalPhase(enum.StrEnum):
+    PREPARING = "PREPARING"
+    """Fetch, reset, build, verify. The old controller keeps running throughout."""
+    SWAPPING = "SWAPPING"
+    """The old controller is being stopped and the new one started."""
+    HEALTH_CHECK = "HEALTH_CHECK"
+    """The new controller runs; it must stay up for the grace period."""
+    ROLLING_BACK = "ROLLING_BACK"
+    """The new controller failed; the previous one is being started again."""
+    COMMITTING = "COMMITTING"
+    """The new controller passed its health gate; success is being recorded."""
+
+
+class CorruptJournal(ValueError):
+    """A stored journal could not be read back; stores treat it as a crash artefact."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateJournal:
+    target: str
+    previous: str | None
+    phase: JournalPhase
+    started_at: float
+    """Unix seconds when the update began (wall clock: it must survive a reboot)."""
+    reported: OtaState | None = None
+    """The last OTA state published for this update."""
+    commit: str | None = None
+    new_started_at_ms: int | None = None
+    """When the new container started, for resuming the health gate after a crash."""
+    error: str | None = None
+    """Why the update is being rolled back (phase ROLLING_BACK)."""
+
+    def at(self, phase: JournalPhase, **changes: object) -> UpdateJournal:
+        return replace(self, phase=phase, **changes)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["phase"] = self.phase.value
+        data["reported"] = self.reported.value if self.reported else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> UpdateJournal:
+        try:
+            reported = data.get("reported")
+            started_ms = data.get("new_started_at_ms")
+            previous = data.get("previous")
+            commit = data.get("commit")
+            error = data.get("error")
+            target = data["target"]
+            started_at = data["started_at"]
+            if not isinstance(target, str) or not isinstance(started_at, int | float):
+                raise CorruptJournal("journal lacks a target or a start time")
+            return cls(
+                target=target,
+                previous=previous if isinstance(previous, str) else None,
+                phase=JournalPhase(str(data["phase"])),
+                started_at=float(started_at),
+                reported=OtaState(str(reported)) if reported is not None else None,
+                commit=commit if isinstance(commit, str) else None,
+                new_started_at_ms=started_ms if isinstance(started_ms, int) else None,
+                error=error if isinstance(error, str) else None,
+            )
+        except (KeyError, ValueError) as exc:
+            raise CorruptJournal(f"unreadable journal: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class FailedVersion:
+    """A version whose update failed; it is not retried until something else is assigned."""
+
+    version: str
+    error: str

@@ -1,0 +1,46 @@
+"""SourceRepo port: the controller's Git repository, the source images are built from."""
+
+from typing import Protocol
+
+
+class SourceRepoError(Exception):
+    """Base of the repository's errors; messages never contain credentials."""
+
+
+class FetchFailed(SourceRepoError):
+    """The remote could not be reached or refused the fetch."""
+
+
+class UnknownVersion(SourceRepoError):
+    """No tag or commit of that name exists in the repository."""
+
+
+class ResetFailed(SourceRepoError):
+    """The work tree could not be brought to the requested commit."""
+
+
+class SourceRepo(Protocol):
+    @property
+    def worktree(self) -> str:
+        """The directory images are built from."""
+        ...
+
+    def fetch(self) -> None:
+        """Update refs and tags from the remote (a moved tag is updated). Raises FetchFailed."""
+        ...
+
+    def resolve(self, tag_or_commit: str) -> str:
+        """The 40-hex commit a tag (lightweight or annotated) or full hash names.
+
+        Raises :class:`UnknownVersion`.
+        """
+        ...
+
+    def commit_exists(self, commit: str) -> bool: ...
+
+    def current_commit(self) -> str | None: ...
+
+    def reset_to(self, commit: str) -> None:
+        """``checkout -f``, ``reset --hard`` and ``clean -fdx``: the work tree is exactly the
+        commit, ignored files removed too. Raises :class:`ResetFailed`."""
+        ...
