@@ -1,0 +1,93 @@
+"""What to do with an OTA request: a pure function, so every case is a row in a table test.
+
+ThingsBoard re-sends the same attributes whenever the device asks for them (on every
+reconnect), so the decision must be idempotent: a version that runs is confirmed, a version
+that just failed is not retried until the operator assigns something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.journal import FailedVersion
+from teg_ota.domain.ota_messages import OtaRequest
+from teg_ota.domain.versions import Version, parse_version
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateContext:
+    request: OtaRequest
+    running_version: str | None
+    configured_title: str | None = None
+    failed: FailedVersion | None = None
+    in_flight: str | None = None
+    """Target of the update being performed right now, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyRunning:
+    """Report UPDATED with the running version so the dashboard is right."""
+
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartUpdate:
+    version: Version
+    clears_failed: bool
+    """A different version was assigned: the remembered failure no longer blocks anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """An update is in flight: queue this one (latest wins); never interrupt a swap."""
+
+    version: Version
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseFailed:
+    """The version failed before; retrying it on a re-sent attribute would loop."""
+
+    version: str
+    previous_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The request itself is bad (invalid version): report FAILED with this error."""
+
+    error: str
+
+
+Decision = AlreadyRunning | StartUpdate | Defer | Ignore | RefuseFailed | Reject
+
+
+def decide_update(context: UpdateContext) -> Decision:
+    request = context.request
+    if (
+        context.configured_title is not None
+        and request.title is not None
+        and request.title != context.configured_title
+    ):
+        return Ignore(f"package title {request.title!r} is not {context.configured_title!r}")
+    try:
+        version = parse_version(request.version)
+    except InvalidVersion as exc:
+        return Reject(str(exc))
+    if context.in_flight is not None:
+        if context.in_flight == version.value:
+            return Ignore(f"already updating to {version}")
+        return Defer(version)
+    if context.running_version == version.value:
+        return AlreadyRunning(version.value)
+    failed = context.failed
+    if failed is not None and failed.version == version.value:
+        return RefuseFailed(version.value, failed.error)
+    return StartUpdate(version, clears_failed=failed is not None)

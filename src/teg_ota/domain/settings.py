@@ -1,0 +1,33 @@
+"""Settings the domain services need; the app layer fills them from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from teg_ota.domain.backoff import BackoffPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSettings:
+    image_prefix: str = "teg-controller-"
+    sw_title: str | None = None
+    """Packages with another title are ignored; also reported as ``current_sw_title``."""
+    health_grace_s: float = 30.0
+    """How long a new controller must stay up before the update counts as UPDATED."""
+    health_timeout_s: float = 120.0
+    """Extra time a HEALTHCHECK may stay ``starting`` after the grace period."""
+    stop_grace_s: float = 10.0
+    min_free_disk_bytes: int = 512 * 1024 * 1024
+    keep_older_images: int = 1
+    """Images kept besides the running and the previous one, newest first."""
+
+    def __post_init__(self) -> None:
+        if self.health_grace_s < 0 or self.health_timeout_s < 0 or self.stop_grace_s < 0:
+            raise ValueError("health and stop grace periods must be >= 0")
+        if self.min_free_disk_bytes < 0 or self.keep_older_images < 0:
+            raise ValueError("disk floor and kept images must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogSettings:
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)

@@ -1,0 +1,128 @@
+"""The seed's ``restart_controller_if_needed``: keep the controller running, with backoff.
+
+The runner calls :meth:`Watchdog.tick` on every controller exit event and periodically as a
+safety net. A controller that keeps crashing is reported (telemetry ``controller_state`` =
+``CRASH_LOOP``), not silently spun. It is deliberately not reported as ``sw_state`` FAILED:
+the software update did succeed, and a FAILED after UPDATED is exactly the inconsistent
+dashboard ThingsBoard's own clients are known for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from teg_ota.domain.backoff import RestartBackoff
+from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.settings import WatchdogSettings
+from teg_ota.domain.update_service import UpdateService
+from teg_ota.ports.clock import Clock
+from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
+from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError, TelemetrySink
+from teg_ota.ports.version_store import VersionStore
+
+log = logging.getLogger(__name__)
+
+NO_VERSION_ERROR = (
+    "no controller version known: nothing was launched on this gateway and "
+    "TEG_DEFAULT_CONTROLLER_VERSION is not set; assign a software package in ThingsBoard"
+)
+
+
+class Watchdog:
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        store: VersionStore,
+        telemetry: TelemetrySink,
+        clock: Clock,
+        service: UpdateService,
+        settings: WatchdogSettings,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._store = store
+        self._telemetry = telemetry
+        self._clock = clock
+        self._service = service
+        self._backoff = RestartBackoff(settings.backoff, random)
+        self._no_version_reported = False
+        self._reported_state: str | None = None
+        self._last_exit_code: int | None = None
+
+    @property
+    def backoff(self) -> RestartBackoff:
+        return self._backoff
+
+    def seconds_until_restart(self) -> float:
+        return self._backoff.seconds_until_restart(self._clock.monotonic())
+
+    def restart_controller_if_needed(self) -> bool:
+        """True when it acted (restart attempt, OTA request), like the seed's function."""
+        if self._service.busy or self._store.journal() is not None:
+            return False
+        try:
+            state = self._runtime.controller_state()
+        except ContainerRuntimeError as exc:
+            log.warning("watchdog cannot see the controller: %s", exc)
+            return False
+        now = self._clock.monotonic()
+        if state.running:
+            self._backoff.observe_running(now)
+            self._no_version_reported = False
+            if self._backoff.failures == 0:
+                self._publish_state("RUNNING")
+            return False
+        if state.exit_code is not None:
+            self._last_exit_code = state.exit_code
+        version = self._store.last_launched()
+        if version is None:
+            return self._ask_for_a_version(now)
+        self._backoff.observe_down(now)
+        if not self._backoff.restart_due(now):
+            return False
+        if self._backoff.crash_looping:
+            log.error(
+                "controller %s keeps stopping (%d restarts without a stable run, last exit "
+                "code %s)",
+                version,
+                self._backoff.failures,
+                self._last_exit_code,
+            )
+            self._publish_state("CRASH_LOOP")
+        log.warning("controller is not running; restarting %s", version)
+        self._backoff.record_restart(now)
+        self._service.launch(version)
+        return True
+
+    tick = restart_controller_if_needed
+
+    def _ask_for_a_version(self, now: float) -> bool:
+        self._backoff.observe_down(now)
+        if not self._backoff.restart_due(now):
+            return False
+        self._backoff.record_restart(now)
+        try:
+            self._telemetry.request_ota_attributes()
+            if not self._no_version_reported:
+                log.error("%s", NO_VERSION_ERROR)
+                self._telemetry.publish_ota_state(OtaReport(OtaState.FAILED, NO_VERSION_ERROR))
+                self._no_version_reported = True
+        except TelemetryError as exc:
+            log.error("could not reach ThingsBoard to ask for a version: %s", exc)
+        return True
+
+    def _publish_state(self, state: str) -> None:
+        if state == self._reported_state:
+            return
+        values: dict[str, object] = {
+            "controller_state": state,
+            "controller_restarts": self._backoff.failures,
+        }
+        if self._last_exit_code is not None:
+            values["controller_last_exit_code"] = self._last_exit_code
+        try:
+            self._telemetry.publish_telemetry(values)
+            self._reported_state = state
+        except TelemetryError as exc:
+            log.error("could not queue controller state: %s", exc)

@@ -1,0 +1,357 @@
+"""Hand-written, in-memory fakes of every port. They record what was asked of them and can
+be told to fail at any step. Time is a FakeClock: nothing here sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.versions import version_from_image
+from teg_ota.ports import (
+    BuildFailed,
+    ControllerExit,
+    ControllerState,
+    FetchFailed,
+    Health,
+    ImageInfo,
+    OtaReport,
+    ResetFailed,
+    RuntimeUnavailable,
+    StartFailed,
+    UnknownVersion,
+    VersionStoreError,
+)
+from teg_ota.ports.container_runtime import COMMIT_LABEL, VERSION_LABEL
+
+PREFIX = "teg-controller-"
+
+
+class SimulatedCrash(BaseException):
+    """A power cut: not an Exception, so no ``except Exception`` in the code under test can
+    swallow it, exactly like a real kill."""
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.wall = start
+        self.mono = 1000.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+@dataclass
+class _Container:
+    tag: str
+    labels: dict[str, str]
+    started_at: float
+    running: bool = True
+    exit_code: int | None = None
+
+
+@dataclass
+class Behaviour:
+    """How a version's container behaves once started."""
+
+    exits_after_s: float | None = None
+    exit_code: int = 1
+    health: Health = Health.NONE
+
+
+class FakeRuntime:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.images: dict[str, dict[str, str]] = {}
+        self.image_created: dict[str, float] = {}
+        self.container: _Container | None = None
+        self.calls: list[str] = []
+        self.behaviours: dict[str, Behaviour] = {}
+        self.free_bytes = 10 * 2**30
+        self.unavailable = False
+        self.build_fails: str | None = None
+        self.start_fails_for: set[str] = set()
+        self.build_log = ["Step 1/2 : FROM teg-ota-test-busybox", "Successfully built"]
+
+    # -- helpers for tests
+    def add_image(self, tag: str, version: str, commit: str | None) -> None:
+        labels = {VERSION_LABEL: version}
+        if commit is not None:
+            labels[COMMIT_LABEL] = commit
+        self.images[tag] = labels
+        self.image_created[tag] = self.clock.now()
+        self.clock.advance(0.001)
+
+    def start_existing(self, tag: str) -> None:
+        self.container = _Container(tag, dict(self.images.get(tag, {})), self.clock.now())
+
+    @property
+    def running_version(self) -> str | None:
+        state = self.controller_state()
+        return state.version if state.running else None
+
+    def kill(self, exit_code: int = 137) -> None:
+        assert self.container is not None
+        self.container.running = False
+        self.container.exit_code = exit_code
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise RuntimeUnavailable("Docker engine unreachable")
+
+    def _advance_container(self) -> None:
+        """Apply a scheduled exit whose time has come."""
+        container = self.container
+        if container is None or not container.running:
+            return
+        behaviour = self._behaviour(container)
+        due = behaviour.exits_after_s
+        if due is not None and self.clock.now() - container.started_at >= due:
+            container.running = False
+            container.exit_code = behaviour.exit_code
+
+    def _behaviour(self, container: _Container) -> Behaviour:
+        version = container.labels.get(VERSION_LABEL) or version_from_image(PREFIX, container.tag)
+        return self.behaviours.get(version or "", Behaviour())
+
+    # -- the port
+    def controller_state(self) -> ControllerState:
+        self._check()
+        self._advance_container()
+        container = self.container
+        if container is None:
+            return ControllerState(exists=False)
+        version = container.labels.get(VERSION_LABEL) or version_from_image(PREFIX, container.tag)
+        return ControllerState(
+            exists=True,
+            running=container.running,
+            version=version,
+            image=container.tag,
+            started_at_ms=int(container.started_at * 1000),
+            health=self._behaviour(container).health if container.running else Health.NONE,
+            exit_code=container.exit_code,
+        )
+
+    def image_exists(self, tag: str) -> bool:
+        self._check()
+        return tag in self.images
+
+    def image_labels(self, tag: str) -> Mapping[str, str] | None:
+        self._check()
+        labels = self.images.get(tag)
+        return dict(labels) if labels is not None else None
+
+    def build_image(
+        self,
+        context_dir: str,
+        tag: str,
+        labels: Mapping[str, str],
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self._check()
+        self.calls.append(f"build {tag}")
+        for line in self.build_log:
+            if on_progress:
+                on_progress(line)
+        if self.build_fails is not None:
+            raise BuildFailed(self.build_fails)
+        self.images[tag] = dict(labels)
+        self.image_created[tag] = self.clock.now()
+        self.clock.advance(0.001)
+
+    def run_controller(self, tag: str, labels: Mapping[str, str]) -> None:
+        self._check()
+        self.calls.append(f"run {tag}")
+        if self.container is not None and self.container.running:
+            raise StartFailed("a controller container is already running")
+        if tag not in self.images:
+            raise StartFailed(f"no such image {tag}")
+        version = labels.get(VERSION_LABEL, "")
+        if version in self.start_fails_for:
+            raise StartFailed(f"cannot start {tag}: device /dev/i2c-1 not found")
+        self.container = _Container(tag, dict(labels), self.clock.now())
+
+    def stop_controller(self, grace_s: float) -> None:
+        self._check()
+        self.calls.append("stop")
+        if self.container is not None and self.container.running:
+            self.container.running = False
+            self.container.exit_code = 0
+
+    def wait_for_exit(self, timeout_s: float) -> ControllerExit | None:
+        self._check()
+        self._advance_container()
+        container = self.container
+        if container is None or not container.running:
+            code = container.exit_code if container else None
+            return ControllerExit(code)
+        behaviour = self._behaviour(container)
+        if behaviour.health is Health.UNHEALTHY:
+            return ControllerExit(None, unhealthy=True)
+        if behaviour.exits_after_s is not None:
+            remaining = container.started_at + behaviour.exits_after_s - self.clock.now()
+            if remaining <= timeout_s:
+                self.clock.advance(max(remaining, 0.0))
+                self._advance_container()
+                return ControllerExit(container.exit_code)
+        self.clock.advance(timeout_s)
+        return None
+
+    def prune_stopped_containers(self) -> int:
+        self._check()
+        self.calls.append("prune")
+        if self.container is not None and not self.container.running:
+            self.container = None
+            return 1
+        return 0
+
+    def list_controller_images(self) -> Sequence[ImageInfo]:
+        self._check()
+        return [
+            ImageInfo(tag, self.image_created.get(tag, 0.0), dict(labels))
+            for tag, labels in self.images.items()
+        ]
+
+    def remove_image(self, tag: str) -> None:
+        self._check()
+        self.calls.append(f"rmi {tag}")
+        self.images.pop(tag, None)
+
+    def free_disk_bytes(self) -> int:
+        self._check()
+        return self.free_bytes
+
+
+class FakeRepo:
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+        self.commits: set[str] = set()
+        self.head: str | None = None
+        self.fetch_fails: str | None = None
+        self.reset_fails = False
+        self.calls: list[str] = []
+        self.remote_tags: dict[str, str] = {}
+
+    @property
+    def worktree(self) -> str:
+        return "/fake/controller"
+
+    def add_tag(self, tag: str, commit: str, *, remote_only: bool = False) -> None:
+        self.remote_tags[tag] = commit
+        if not remote_only:
+            self.tags[tag] = commit
+            self.commits.add(commit)
+
+    def fetch(self) -> None:
+        self.calls.append("fetch")
+        if self.fetch_fails is not None:
+            raise FetchFailed(self.fetch_fails)
+        self.tags.update(self.remote_tags)
+        self.commits.update(self.remote_tags.values())
+
+    def resolve(self, tag_or_commit: str) -> str:
+        self.calls.append(f"resolve {tag_or_commit}")
+        if tag_or_commit in self.commits:
+            return tag_or_commit
+        if tag_or_commit in self.tags:
+            return self.tags[tag_or_commit]
+        raise UnknownVersion(f"unknown version {tag_or_commit!r}: no such tag or commit")
+
+    def commit_exists(self, commit: str) -> bool:
+        return commit in self.commits
+
+    def current_commit(self) -> str | None:
+        return self.head
+
+    def reset_to(self, commit: str) -> None:
+        self.calls.append(f"reset {commit}")
+        if self.reset_fails:
+            raise ResetFailed("work tree is locked")
+        self.head = commit
+
+
+@dataclass
+class FakeTelemetry:
+    reports: list[OtaReport] = field(default_factory=list)
+    values: list[dict[str, object]] = field(default_factory=list)
+    attribute_requests: int = 0
+
+    def publish_ota_state(self, report: OtaReport) -> None:
+        self.reports.append(report)
+
+    def publish_telemetry(self, values: Mapping[str, object]) -> None:
+        self.values.append(dict(values))
+
+    def request_ota_attributes(self) -> None:
+        self.attribute_requests += 1
+
+    @property
+    def states(self) -> list[str]:
+        return [report.state.value for report in self.reports]
+
+    @property
+    def terminal(self) -> list[OtaReport]:
+        return [report for report in self.reports if report.state.is_terminal]
+
+
+class FakeStore:
+    def __init__(self, default: str | None = None) -> None:
+        self.default = default
+        self.launched: str | None = None
+        self.good: str | None = None
+        self.failed_version: FailedVersion | None = None
+        self.current_journal: UpdateJournal | None = None
+        self.phases: list[JournalPhase] = []
+        self.crash_before: JournalPhase | None = None
+        """Crash (after writing) the journal entry of this phase, before the phase runs."""
+        self.fail_writes = False
+
+    def last_launched(self) -> str | None:
+        return self.launched or self.default
+
+    def set_last_launched(self, version: str) -> None:
+        self._write_check()
+        self.launched = version
+
+    def known_good(self) -> str | None:
+        return self.good
+
+    def set_known_good(self, version: str) -> None:
+        self._write_check()
+        self.good = version
+
+    def failed(self) -> FailedVersion | None:
+        return self.failed_version
+
+    def set_failed(self, failed: FailedVersion | None) -> None:
+        self.failed_version = failed
+
+    def journal(self) -> UpdateJournal | None:
+        return self.current_journal
+
+    def write_journal(self, journal: UpdateJournal) -> None:
+        self._write_check()
+        self.current_journal = journal
+        self.phases.append(journal.phase)
+        if journal.phase is self.crash_before:
+            self.crash_before = None
+            raise SimulatedCrash(journal.phase.value)
+
+    def clear_journal(self) -> None:
+        self.current_journal = None
+
+    def _write_check(self) -> None:
+        if self.fail_writes:
+            raise VersionStoreError("disk is read-only")

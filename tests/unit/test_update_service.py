@@ -1,0 +1,570 @@
+"""The safe update driven through every failure point, with in-memory fakes of every port."""
+
+from __future__ import annotations
+
+import pytest
+
+from teg_ota.domain.journal import FailedVersion, JournalPhase
+from teg_ota.domain.ota_messages import OtaRequest
+from teg_ota.domain.outcome import Outcome
+from teg_ota.domain.settings import UpdateSettings
+from teg_ota.domain.update_service import UpdateService
+from teg_ota.domain.versions import image_tag, parse_version
+from teg_ota.ports import Health
+
+from .fakes import (
+    PREFIX,
+    Behaviour,
+    FakeClock,
+    FakeRepo,
+    FakeRuntime,
+    FakeStore,
+    FakeTelemetry,
+    SimulatedCrash,
+)
+
+C1, C2, C3, C4 = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
+SUCCESS = ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"]
+
+
+def tag(version: str) -> str:
+    return image_tag(PREFIX, parse_version(version))
+
+
+class World:
+    """A gateway running v1.0 (commit C1), with v1.1 (C2) and v1.2 (C3) on the remote."""
+
+    def __init__(self, **settings: object) -> None:
+        self.clock = FakeClock()
+        self.runtime = FakeRuntime(self.clock)
+        self.repo = FakeRepo()
+        self.telemetry = FakeTelemetry()
+        self.store = FakeStore()
+        self.settings = UpdateSettings(
+            image_prefix=PREFIX,
+            sw_title="teg-controller",
+            health_grace_s=10,
+            health_timeout_s=30,
+            **settings,  # type: ignore[arg-type]
+        )
+        self.repo.add_tag("v1.0", C1)
+        self.repo.add_tag("v1.1", C2, remote_only=True)
+        self.repo.add_tag("v1.2", C3, remote_only=True)
+        self.repo.commits.add(C4)
+        self.runtime.add_image(tag("v1.0"), "v1.0", C1)
+        self.runtime.start_existing(tag("v1.0"))
+        self.store.launched = "v1.0"
+        self.store.good = "v1.0"
+        self.service = self.new_service()
+
+    def new_service(self) -> UpdateService:
+        return UpdateService(
+            self.runtime, self.repo, self.telemetry, self.store, self.clock, self.settings
+        )
+
+    def request(self, version: str, title: str | None = "teg-controller") -> OtaRequest:
+        return OtaRequest(version=version, title=title)
+
+    def stopped_before_image_existed(self, version: str) -> bool:
+        calls = self.runtime.calls
+        if "stop" not in calls:
+            return False
+        build = f"build {tag(version)}"
+        return build not in calls or calls.index("stop") < calls.index(build)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+# ------------------------------------------------------------------ success paths
+
+
+def test_successful_update_reports_each_state_once_then_current_version(world: World) -> None:
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.telemetry.states == SUCCESS
+    last = world.telemetry.reports[-1]
+    assert (last.current_title, last.current_version) == ("teg-controller", "v1.1")
+    assert world.runtime.running_version == "v1.1"
+    assert (world.store.launched, world.store.good) == ("v1.1", "v1.1")
+    assert world.store.current_journal is None
+
+
+def test_new_image_is_built_before_the_old_controller_stops(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+
+    calls = world.runtime.calls
+    assert (
+        calls.index(f"build {tag('v1.1')}")
+        < calls.index("stop")
+        < calls.index(f"run {tag('v1.1')}")
+    )
+    assert world.repo.calls[:3] == ["fetch", "resolve v1.1", f"reset {C2}"]
+
+
+def test_journal_is_written_before_every_phase(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+
+    assert world.store.phases == [
+        JournalPhase.PREPARING,
+        JournalPhase.SWAPPING,
+        JournalPhase.HEALTH_CHECK,
+        JournalPhase.COMMITTING,
+    ]
+
+
+def test_update_to_a_full_commit_hash(world: World) -> None:
+    result = world.service.handle_request(world.request(C4.upper()))
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == C4
+    assert world.runtime.images[f"{PREFIX}{C4}:latest"]["org.teg.controller.commit"] == C4
+
+
+def test_image_is_labelled_with_version_and_resolved_commit(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+
+    assert world.runtime.images[tag("v1.1")] == {
+        "org.teg.controller.version": "v1.1",
+        "org.teg.controller.commit": C2,
+    }
+
+
+def test_existing_image_with_the_right_commit_is_not_rebuilt(world: World) -> None:
+    world.runtime.add_image(tag("v1.1"), "v1.1", C2)
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert f"build {tag('v1.1')}" not in world.runtime.calls
+    assert world.telemetry.states == SUCCESS
+
+
+def test_moved_tag_rebuilds_the_image(world: World) -> None:
+    world.runtime.add_image(tag("v1.1"), "v1.1", C4)  # built when v1.1 pointed at C4
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert f"build {tag('v1.1')}" in world.runtime.calls
+    assert world.runtime.images[tag("v1.1")]["org.teg.controller.commit"] == C2
+
+
+def test_fetch_failure_with_a_cached_image_still_updates(world: World) -> None:
+    world.runtime.add_image(tag("v1.1"), "v1.1", C2)
+    world.repo.fetch_fails = "network unreachable"
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.UPDATED
+
+
+def test_build_log_and_phases_reach_the_progress_listener(world: World) -> None:
+    lines: list[str] = []
+
+    world.service.handle_request(world.request("v1.1"), on_progress=lines.append)
+
+    assert "Successfully built" in lines
+    assert any(line.startswith("[UPDATED]") for line in lines)
+
+
+def test_already_running_version_is_confirmed_once(world: World) -> None:
+    first = world.service.handle_request(world.request("v1.0"))
+    second = world.service.handle_request(world.request("v1.0"))
+
+    assert first.outcome is second.outcome is Outcome.ALREADY_RUNNING
+    assert world.telemetry.states == ["UPDATED"]
+    assert world.telemetry.reports[0].current_version == "v1.0"
+    assert world.runtime.calls == []
+
+
+def test_other_titles_are_ignored(world: World) -> None:
+    result = world.service.handle_request(world.request("v1.1", title="other-product"))
+
+    assert result.outcome is Outcome.IGNORED
+    assert world.telemetry.reports == []
+    assert world.repo.calls == []
+
+
+def test_old_images_are_collected_keeping_current_previous_and_one_more(world: World) -> None:
+    for version, commit in (("v0.7", C4), ("v0.8", C4), ("v0.9", C4)):
+        world.runtime.add_image(tag(version), version, commit)
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert set(world.runtime.images) == {tag("v1.1"), tag("v1.0"), tag("v0.9")}
+    assert "prune" in world.runtime.calls
+
+
+# ------------------------------------------------------- failures before the swap
+
+
+def _unknown(world: World) -> str:
+    return "v9.9"
+
+
+def _build_fails(world: World) -> str:
+    world.runtime.build_fails = "The command '/bin/sh -c make' returned a non-zero code: 2"
+    return "v1.1"
+
+
+def _disk_full(world: World) -> str:
+    world.runtime.free_bytes = 100 * 2**20
+    return "v1.1"
+
+
+def _fetch_fails(world: World) -> str:
+    world.repo.fetch_fails = "could not reach origin"
+    return "v1.1"
+
+
+def _reset_fails(world: World) -> str:
+    world.repo.reset_fails = True
+    return "v1.1"
+
+
+def _runtime_down(world: World) -> str:
+    world.runtime.unavailable = True
+    return "v1.1"
+
+
+def _mislabelled_build(world: World) -> str:
+    original = world.runtime.build_image
+
+    def build(context_dir, image, labels, on_progress=None):  # type: ignore[no-untyped-def]
+        original(context_dir, image, {**labels, "org.teg.controller.commit": C4}, on_progress)
+
+    world.runtime.build_image = build  # type: ignore[method-assign]
+    return "v1.1"
+
+
+BEFORE_SWAP = {
+    "unknown version": (_unknown, "no such tag or commit"),
+    "build fails": (_build_fails, "returned a non-zero code: 2"),
+    "disk full": (_disk_full, "MiB free"),
+    "fetch fails": (_fetch_fails, "could not reach origin"),
+    "reset fails": (_reset_fails, "work tree is locked"),
+    "verification fails": (_mislabelled_build, "carries commit"),
+}
+
+
+@pytest.mark.parametrize("inject", BEFORE_SWAP.values(), ids=BEFORE_SWAP.keys())
+def test_failure_before_the_swap_leaves_the_old_controller_running(
+    world: World, inject: tuple[object, str]
+) -> None:
+    injector, message = inject
+    version = injector(world)  # type: ignore[operator]
+
+    result = world.service.handle_request(world.request(version))
+
+    assert result.outcome is Outcome.FAILED
+    assert "stop" not in world.runtime.calls
+    assert world.runtime.running_version == "v1.0"
+    assert len(world.telemetry.terminal) == 1
+    failed = world.telemetry.reports[-1]
+    assert failed.state.value == "FAILED"
+    assert message in (failed.error or "")
+    assert "v1.0 kept running" in (failed.error or "")
+    assert failed.current_version == "v1.0"
+    assert world.store.current_journal is None
+    assert world.store.launched == "v1.0"
+
+
+def test_runtime_unavailable_reports_failed_without_touching_anything(world: World) -> None:
+    _runtime_down(world)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED
+    assert world.telemetry.states == ["FAILED"]
+    assert world.repo.calls == []
+
+
+def test_disk_floor_is_checked_before_building(world: World) -> None:
+    _disk_full(world)
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert not any(call.startswith("build") for call in world.runtime.calls)
+    assert f"reset {C2}" not in world.repo.calls
+
+
+def test_invalid_version_is_rejected_before_any_git_or_docker_call(world: World) -> None:
+    result = world.service.handle_request(world.request("--upload-pack=touch /tmp/x"))
+
+    assert result.outcome is Outcome.FAILED
+    assert world.repo.calls == []
+    assert world.runtime.calls == []
+    assert world.telemetry.states == ["FAILED"]
+    assert "must not start with '-'" in (world.telemetry.reports[0].error or "")
+
+
+def test_failed_version_is_not_retried_when_the_attributes_come_again(world: World) -> None:
+    world.service.handle_request(world.request("v9.9"))
+    reports = len(world.telemetry.reports)
+
+    again = world.service.handle_request(world.request("v9.9"))
+
+    assert again.outcome is Outcome.REFUSED
+    assert len(world.telemetry.reports) == reports
+    assert world.store.failed_version is not None
+
+
+def test_transient_failure_is_retried_on_the_next_request(world: World) -> None:
+    _fetch_fails(world)
+    world.service.handle_request(world.request("v1.1"))
+    world.repo.fetch_fails = None
+
+    again = world.service.handle_request(world.request("v1.1"))
+
+    assert again.outcome is Outcome.UPDATED
+
+
+def test_a_different_version_clears_the_failure_and_force_retries(world: World) -> None:
+    world.service.handle_request(world.request("v9.9"))
+    world.service.handle_request(world.request("v1.1"))
+    assert world.store.failed_version is None
+
+    world.store.failed_version = FailedVersion("v1.2", "broken")
+    assert world.service.start_controller("v1.2").outcome is Outcome.REFUSED
+    assert world.service.start_controller("v1.2", force=True).outcome is Outcome.UPDATED
+
+
+def test_reassigning_the_running_version_after_a_rollback_confirms_it(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+    world.service.handle_request(world.request("v1.0"))
+    world.service.handle_request(world.request("v1.1"))  # rolled back to v1.0
+
+    world.service.handle_request(world.request("v1.0"))
+
+    assert world.telemetry.states[-1] == "UPDATED"
+    assert world.telemetry.reports[-1].current_version == "v1.0"
+    assert world.store.failed_version is None
+
+
+# ------------------------------------------------- failures at or after the swap
+
+
+def test_new_controller_exiting_in_the_grace_period_is_rolled_back(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=3, exit_code=3)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert world.runtime.running_version == "v1.0"
+    assert world.telemetry.states == [*SUCCESS[:4], "FAILED"]
+    failed = world.telemetry.reports[-1]
+    assert "v1.0" in (failed.error or "") and "v1.1" in (failed.error or "")
+    assert "exited with code 3" in (failed.error or "")
+    assert failed.current_version == "v1.0"
+    assert world.store.failed_version is not None
+    assert world.store.failed_version.version == "v1.1"
+    assert (world.store.launched, world.store.good) == ("v1.0", "v1.0")
+    assert world.store.current_journal is None
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.REFUSED
+
+
+def test_start_failure_is_rolled_back(world: World) -> None:
+    world.runtime.start_fails_for.add("v1.1")
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert world.runtime.running_version == "v1.0"
+    assert "/dev/i2c-1" in (world.telemetry.reports[-1].error or "")
+
+
+def test_unhealthy_controller_is_rolled_back(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(health=Health.UNHEALTHY)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert "unhealthy" in (world.telemetry.reports[-1].error or "")
+
+
+def test_healthcheck_that_never_turns_healthy_is_rolled_back(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(health=Health.STARTING)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert "did not report healthy within 40 s" in (world.telemetry.reports[-1].error or "")
+
+
+def test_rollback_rebuilds_a_previous_image_that_is_gone(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+    world.runtime.images.pop(tag("v1.0"))
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert world.runtime.running_version == "v1.0"
+    assert f"build {tag('v1.0')}" in world.runtime.calls
+
+
+def test_first_install_without_a_previous_version_fails_cleanly() -> None:
+    world = World()
+    world.runtime.container = None
+    world.store.launched = world.store.good = None
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED
+    assert "no previous version could be started" in (result.error or "")
+    assert len(world.telemetry.terminal) == 1
+
+
+def test_start_controller_safely_never_raises(world: World) -> None:
+    def broken() -> None:
+        raise ValueError("bug in an adapter")
+
+    world.runtime.controller_state = broken  # type: ignore[assignment,method-assign]
+
+    result = world.service.start_controller_safely("v1.1")
+
+    assert result.outcome is Outcome.FAILED
+    assert "bug in an adapter" in (result.error or "")
+
+
+# ------------------------------------------------------ queueing: latest wins
+
+
+def test_requests_during_an_update_are_coalesced_latest_wins(world: World) -> None:
+    sent: list[Outcome] = []
+
+    def during_build(line: str) -> None:
+        if line == "Successfully built" and not sent:
+            sent.append(world.service.handle_request(world.request("v1.2")).outcome)
+            sent.append(world.service.handle_request(world.request(C4)).outcome)
+
+    result = world.service.handle_request(world.request("v1.1"), on_progress=during_build)
+
+    assert sent == [Outcome.DEFERRED, Outcome.DEFERRED]
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == C4
+    assert f"build {tag('v1.2')}" not in world.runtime.calls
+    assert world.telemetry.states == SUCCESS + SUCCESS
+
+
+# --------------------------------------------- crash at every phase, then recover
+
+CRASH_PHASES = [
+    JournalPhase.PREPARING,
+    JournalPhase.SWAPPING,
+    JournalPhase.HEALTH_CHECK,
+    JournalPhase.ROLLING_BACK,
+    JournalPhase.COMMITTING,
+]
+
+
+@pytest.mark.parametrize("power_cut", [False, True], ids=["runner-killed", "power-cut"])
+@pytest.mark.parametrize("phase", CRASH_PHASES, ids=[p.value for p in CRASH_PHASES])
+def test_recovery_after_a_crash_in_any_phase_ends_in_a_known_state(
+    world: World, phase: JournalPhase, power_cut: bool
+) -> None:
+    if phase is JournalPhase.ROLLING_BACK:
+        world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=2)
+    world.store.crash_before = phase
+
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+    if power_cut and world.runtime.container is not None:
+        world.runtime.container.running = False
+    world.clock.advance(60)
+
+    result = world.new_service().recover()
+
+    assert world.runtime.running_version in ("v1.0", "v1.1")
+    assert len(world.telemetry.terminal) == 1
+    assert world.store.current_journal is None
+    expected = world.runtime.running_version
+    assert world.telemetry.terminal[0].current_version == expected
+    if expected == "v1.1":
+        assert result.outcome is Outcome.UPDATED
+        assert world.store.launched == world.store.good == "v1.1"
+    else:
+        assert world.telemetry.terminal[0].state.value == "FAILED"
+        assert world.store.launched == "v1.0"
+
+
+def test_crash_in_health_window_keeps_a_healthy_new_controller(world: World) -> None:
+    world.store.crash_before = JournalPhase.HEALTH_CHECK
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+
+    result = world.new_service().recover()
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.1"
+    assert world.telemetry.states == SUCCESS
+
+
+def test_crash_in_health_window_rolls_back_a_controller_that_then_dies(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=5, exit_code=4)
+    world.store.crash_before = JournalPhase.HEALTH_CHECK
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+
+    result = world.new_service().recover()
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert world.runtime.running_version == "v1.0"
+    assert "exited with code 4" in (world.telemetry.reports[-1].error or "")
+
+
+def test_recover_without_a_journal_does_nothing(world: World) -> None:
+    assert world.service.recover().outcome is Outcome.NOTHING_TO_RECOVER
+    assert world.runtime.calls == []
+    assert world.telemetry.reports == []
+
+
+# ------------------------------------------------------------ seed's other duties
+
+
+def test_stop_controller_remembers_the_running_version(world: World) -> None:
+    world.store.launched = None
+
+    world.service.stop_controller()
+
+    assert world.store.launched == "v1.0"
+    assert world.runtime.running_version is None
+
+
+def test_launch_restarts_from_the_existing_image_without_ota_states(world: World) -> None:
+    world.runtime.kill()
+
+    result = world.service.launch("v1.0")
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.0"
+    assert world.telemetry.reports == []
+
+
+def test_launch_builds_a_missing_image_through_the_safe_update(world: World) -> None:
+    world.runtime.container = None
+
+    result = world.service.launch("v1.1")
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.telemetry.states == SUCCESS
+
+
+def test_rollback_command_returns_to_the_known_good_version(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+    world.store.good = "v1.0"
+
+    result = world.service.rollback()
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.0"
+
+
+def test_attribute_payload_returns_the_seeds_bool(world: World) -> None:
+    assert world.service.handle_attributes(b'{"sw_title":"teg-controller","sw_version":"v1.1"}')
+    assert world.runtime.running_version == "v1.1"
+    assert world.service.handle_attributes(b'{"deleted":["sw_url"]}')
+    assert not world.service.handle_attributes(b'{"fw_version":"x"}')
+    assert not world.service.handle_attributes(b"\xff\xfe garbage")
