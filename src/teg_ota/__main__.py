@@ -1,0 +1,7 @@
+"""``python -m teg_ota`` is the ``teg-ota`` command."""
+
+import sys
+
+from teg_ota.app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,274 @@
+"""VersionStore on plain files in ``$GATEWAY_DATA_PATH``, compatible with the seed gateway.
+
+Files (all written with :func:`write_atomic`):
+
+* ``last_launched_controller_version.txt``: the version string alone (the seed's file).
+* ``known_good_controller_version.txt``: same format; the rollback target.
+* ``failed_controller_version.json``: ``{"version": ..., "error": ...}``.
+* ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
+
+Reading never crashes the gateway: a missing, empty or corrupt file reads as "unknown"
+(the configured default for the last-launched version) plus a warning; a corrupt journal is
+moved aside as ``update_journal.json.corrupt-<unix ts>`` so the evidence is kept. Every
+version read back is validated with :func:`parse_version`, because it ends up in git refs
+and image names. Writes raise :class:`VersionStoreError`.
+
+One lock serialises all calls within a process. Only one process (the runner) is expected
+to write; others may read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from loguru import logger
+
+from teg_ota.adapters.atomic_file import (
+    ensure_dir,
+    fsync_dir,
+    read_text_or_none,
+    remove_stale_temp_files,
+    write_atomic,
+)
+from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.versions import parse_version
+from teg_ota.ports.version_store import VersionStoreError
+
+LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"
+KNOWN_GOOD_FILE = "known_good_controller_version.txt"
+FAILED_FILE = "failed_controller_version.json"
+JOURNAL_FILE = "update_journal.json"
+CORRUPT_SUFFIX = ".corrupt-"
+
+MAX_VERSION_FILE_BYTES = 4096
+"""Far above any valid version (128 characters); bigger files are corrupt, not read whole."""
+MAX_JSON_FILE_BYTES = 256 * 1024
+
+STALE_TEMP_SECONDS = 120.0
+"""Leftover temporary files older than this are removed at construction. Younger ones may
+belong to a write in progress in another process, so they are left alone."""
+
+_MISSING = "does not exist"
+_MAX_REASON = 200
+
+
+def _checked_version(raw: str, what: str) -> str:
+    """The normalised version, or :class:`ValueError` naming ``what`` was invalid."""
+    try:
+        return parse_version(raw).value
+    except InvalidVersion as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+
+
+class FileVersionStore:
+    """The :class:`~teg_ota.ports.version_store.VersionStore` port on files in ``data_path``."""
+
+    def __init__(
+        self,
+        data_path: str | Path,
+        default_version: str | None = None,
+        *,
+        stale_temp_after: float = STALE_TEMP_SECONDS,
+    ) -> None:
+        self._dir = Path(data_path)
+        self._default = (
+            None
+            if default_version is None
+            else _checked_version(
+                default_version,
+                "invalid default controller version (TEG_DEFAULT_CONTROLLER_VERSION)",
+            )
+        )
+        self._lock = threading.Lock()
+        self._last_launched: str | None = None
+        self._last_launched_loaded = False
+        for name in (LAST_LAUNCHED_FILE, KNOWN_GOOD_FILE, FAILED_FILE, JOURNAL_FILE):
+            for stale in remove_stale_temp_files(self._dir / name, older_than=stale_temp_after):
+                logger.info("Removed leftover temporary file {}", stale)
+
+    @property
+    def data_path(self) -> Path:
+        return self._dir
+
+    # -- last launched / known good -------------------------------------------------------
+
+    def last_launched(self) -> str | None:
+        with self._lock:
+            if not self._last_launched_loaded:
+                stored, problem = self._read_version(LAST_LAUNCHED_FILE)
+                if stored is None:
+                    fallback = (
+                        f"falling back to the default controller version {self._default}"
+                        if self._default is not None
+                        else "no default controller version is configured"
+                    )
+                    logger.warning("{} {}; {}", self._dir / LAST_LAUNCHED_FILE, problem, fallback)
+                self._last_launched = stored if stored is not None else self._default
+                self._last_launched_loaded = True
+            return self._last_launched
+
+    def set_last_launched(self, version: str) -> None:
+        value = _checked_version(version, "refusing to store the last launched version")
+        with self._lock:
+            self._write(LAST_LAUNCHED_FILE, value.encode("utf-8"))
+            self._last_launched = value
+            self._last_launched_loaded = True
+
+    def known_good(self) -> str | None:
+        with self._lock:
+            stored, problem = self._read_version(KNOWN_GOOD_FILE)
+            if stored is None and problem != _MISSING:
+                logger.warning("Ignoring {}: it {}", self._dir / KNOWN_GOOD_FILE, problem)
+            return stored
+
+    def set_known_good(self, version: str) -> None:
+        value = _checked_version(version, "refusing to store the known-good version")
+        with self._lock:
+            self._write(KNOWN_GOOD_FILE, value.encode("utf-8"))
+
+    # -- failed version -------------------------------------------------------------------
+
+    def failed(self) -> FailedVersion | None:
+        with self._lock:
+            data = self._read_json(FAILED_FILE)
+            if data is None:
+                return None
+            version, error = data.get("version"), data.get("error")
+            try:
+                if not isinstance(version, str) or not isinstance(error, str):
+                    raise ValueError("'version' and 'error' must be strings")
+                return FailedVersion(_checked_version(version, "invalid version"), error)
+            except ValueError as exc:
+                logger.warning("Ignoring corrupt {}: {}", self._dir / FAILED_FILE, _reason(exc))
+                return None
+
+    def set_failed(self, failed: FailedVersion | None) -> None:
+        if failed is None:
+            with self._lock:
+                self._remove(FAILED_FILE)
+            return
+        version = _checked_version(failed.version, "refusing to store the failed version")
+        payload = json.dumps({"version": version, "error": failed.error}, ensure_ascii=False)
+        with self._lock:
+            self._write(FAILED_FILE, payload.encode("utf-8"))
+
+    # -- journal --------------------------------------------------------------------------
+
+    def journal(self) -> UpdateJournal | None:
+        with self._lock:
+            path = self._dir / JOURNAL_FILE
+            try:
+                text = read_text_or_none(path, max_bytes=MAX_JSON_FILE_BYTES)
+                if text is None:
+                    return None
+                data = json.loads(text)
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+                journal = UpdateJournal.from_dict(data)
+                _checked_version(journal.target, "invalid target")
+                if journal.previous is not None:
+                    _checked_version(journal.previous, "invalid previous version")
+            except (OSError, ValueError, TypeError, RecursionError) as exc:
+                self._move_aside(path, exc)
+                return None
+            return journal
+
+    def write_journal(self, journal: UpdateJournal) -> None:
+        _checked_version(journal.target, "refusing to store a journal with target")
+        if journal.previous is not None:
+            _checked_version(journal.previous, "refusing to store a journal with previous")
+        payload = json.dumps(journal.to_dict(), ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            self._write(JOURNAL_FILE, payload.encode("utf-8"))
+
+    def clear_journal(self) -> None:
+        with self._lock:
+            self._remove(JOURNAL_FILE)
+
+    # -- helpers (called with the lock held) ----------------------------------------------
+
+    def _read_version(self, name: str) -> tuple[str | None, str]:
+        """The stored version, or ``None`` and what is wrong with the file."""
+        path = self._dir / name
+        try:
+            text = read_text_or_none(path, max_bytes=MAX_VERSION_FILE_BYTES)
+        except (OSError, ValueError) as exc:
+            return None, f"is unreadable ({_reason(exc)})"
+        if text is None:
+            return None, _MISSING
+        stripped = text.strip()
+        if not stripped:
+            return None, "is empty"
+        try:
+            return _checked_version(stripped, "invalid version"), ""
+        except ValueError as exc:
+            return None, f"is corrupt ({_reason(exc)})"
+
+    def _read_json(self, name: str) -> dict[str, object] | None:
+        path = self._dir / name
+        try:
+            text = read_text_or_none(path, max_bytes=MAX_JSON_FILE_BYTES)
+            if text is None:
+                return None
+            data = json.loads(text)
+        except (OSError, ValueError, RecursionError) as exc:
+            logger.warning("Ignoring unreadable {}: {}", path, _reason(exc))
+            return None
+        if not isinstance(data, dict):
+            logger.warning("Ignoring corrupt {}: not a JSON object", path)
+            return None
+        return data
+
+    def _write(self, name: str, data: bytes) -> None:
+        path = self._dir / name
+        try:
+            ensure_dir(self._dir)
+            write_atomic(path, data)
+        except OSError as exc:
+            raise VersionStoreError(f"could not write {path}: {_reason(exc)}") from exc
+
+    def _remove(self, name: str) -> None:
+        path = self._dir / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise VersionStoreError(f"could not remove {path}: {_reason(exc)}") from exc
+        try:
+            fsync_dir(self._dir)
+        except OSError as exc:
+            logger.warning("Could not sync {} after removing {}: {}", self._dir, name, _reason(exc))
+
+    def _move_aside(self, path: Path, reason: BaseException) -> None:
+        stamp = int(time.time())
+        target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{stamp}")
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}{stamp}-{counter}")
+        try:
+            os.replace(path, target)
+            fsync_dir(self._dir)
+        except OSError as exc:
+            logger.warning(
+                "Ignoring corrupt journal {} ({}); could not move it aside: {}",
+                path,
+                _reason(reason),
+                _reason(exc),
+            )
+            return
+        logger.warning(
+            "Ignoring corrupt journal {} ({}); kept as {}", path, _reason(reason), target
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's message, cut short: it may quote untrusted file content."""
+    text = str(exc)
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "..."

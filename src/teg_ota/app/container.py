@@ -1,0 +1,123 @@
+"""The composition root: the only module that names every concrete adapter.
+
+Tests and embedding products override providers (``container.telemetry.override(...)``)
+as dependency-injector intends; nothing else in teg_ota imports dependency_injector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dependency_injector import containers, providers
+
+from teg_ota.adapters.docker_runtime import DockerRuntime, DockerRuntimeSettings
+from teg_ota.adapters.dulwich_repo import DulwichSourceRepo
+from teg_ota.adapters.durable_outbox import DurableOutbox
+from teg_ota.adapters.file_version_store import FileVersionStore
+from teg_ota.adapters.gmqtt_link import GmqttLink, MqttSettings
+from teg_ota.adapters.system_clock import SystemClock
+from teg_ota.app.gateway import Gateway
+from teg_ota.app.inbox import AttributeInbox
+from teg_ota.app.settings import Settings
+from teg_ota.domain.update_service import UpdateService
+from teg_ota.domain.watchdog import Watchdog
+
+
+def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
+    return DockerRuntimeSettings(
+        container_name=settings.container_name,
+        image_prefix=settings.image_prefix,
+        network_mode=settings.network_mode,
+        privileged=settings.privileged,
+        restart_policy=settings.restart_policy,
+        environment=dict(settings.controller_env),
+        mounts=settings.controller_mounts,
+        build_timeout_s=settings.build_timeout_s,
+    )
+
+
+def _mqtt_settings(settings: Settings) -> MqttSettings:
+    return MqttSettings(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        token=settings.mqtt_token,
+        tls=settings.mqtt_tls,
+        ca_file=settings.mqtt_ca_file,
+        cert_file=settings.mqtt_cert_file,
+        key_file=settings.mqtt_key_file,
+        client_id=settings.mqtt_client_id,
+    )
+
+
+def _late(
+    provider: Callable[[], UpdateService],
+) -> Callable[[], tuple[str | None, str | None]]:
+    """The link needs the service's view of the running version and the service needs the
+    link as its telemetry sink: the link gets a callable that resolves the service late."""
+    return lambda: provider().current_software()
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    runtime = providers.Singleton(DockerRuntime, providers.Callable(_docker_settings, settings))
+    repo = providers.Singleton(
+        DulwichSourceRepo, path=settings.provided.git_path, url=settings.provided.git_url
+    )
+    store = providers.Singleton(
+        FileVersionStore,
+        data_path=settings.provided.data_path,
+        default_version=settings.provided.default_version,
+    )
+    inbox = providers.Singleton(AttributeInbox)
+    outbox = providers.Singleton(
+        DurableOutbox.in_data_path, providers.Callable(Path, settings.provided.data_path)
+    )
+    update_service = providers.Singleton(
+        UpdateService,
+        runtime=runtime,
+        repo=repo,
+        telemetry=providers.Dependency(),  # replaced below, after `telemetry` exists
+        store=store,
+        clock=clock,
+        settings=providers.Callable(Settings.update_settings, settings),
+    )
+    telemetry = providers.Singleton(
+        GmqttLink,
+        providers.Callable(_mqtt_settings, settings),
+        outbox,
+        current_software=providers.Callable(_late, update_service.provider),
+        on_attributes=inbox,
+    )
+    update_service.add_kwargs(telemetry=telemetry)
+    watchdog = providers.Singleton(
+        Watchdog,
+        runtime=runtime,
+        store=store,
+        telemetry=telemetry,
+        clock=clock,
+        service=update_service,
+        settings=providers.Callable(Settings.watchdog_settings, settings),
+    )
+    gateway = providers.Singleton(
+        Gateway, service=update_service, watchdog=watchdog, runtime=runtime, store=store
+    )
+
+
+def build_container(settings: Settings, **overrides: object) -> Container:
+    """A container for ``settings`` with any provider overridden by an instance, e.g.
+    ``build_container(settings, telemetry=my_sink)`` for a product that owns its MQTT."""
+    container = Container(settings=settings)
+    for name, instance in overrides.items():
+        provider = getattr(container, name, None)
+        if not isinstance(provider, providers.Provider):
+            raise ValueError(f"no provider named {name!r} to override")
+        provider.override(providers.Object(instance))
+    return container
+
+
+def build_gateway(settings: Settings, **overrides: object) -> Gateway:
+    gateway: Gateway = build_container(settings, **overrides).gateway()
+    return gateway

@@ -1,0 +1,162 @@
+"""``teg-ota run``: the gateway's long-running process (the Raspberry Pi entrypoint).
+
+Three sources of work feed one serial worker:
+
+* OTA requests from the MQTT link, coalesced in a one-slot mailbox (latest wins);
+* controller exits from the runtime's event stream (noticed within a second), plus a
+  periodic check as a safety net, both driving the watchdog;
+* start-up: recover the journal, make sure a controller runs.
+
+SIGTERM/SIGINT: stop taking work, give the current step a few seconds, flush the outbox,
+disconnect, exit 0. The controller keeps running; an abandoned step is finished or undone
+by the journal at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from typing import Protocol, runtime_checkable
+
+from loguru import logger
+
+from teg_ota.app.container import Container
+from teg_ota.app.gateway import Gateway
+from teg_ota.app.serial_worker import SerialWorker
+from teg_ota.app.settings import Settings
+from teg_ota.domain.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
+from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
+
+SHUTDOWN_GRACE_S = 5.0
+FLUSH_TIMEOUT_S = 3.0
+_WATCHER_REARM_S = 5.0
+
+
+@runtime_checkable
+class _Link(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+class Runner:
+    def __init__(self, container: Container, settings: Settings) -> None:
+        self._container = container
+        self._settings = settings
+        self._gateway: Gateway = container.gateway()
+        self._runtime: ContainerRuntime = container.runtime()
+        self._worker = SerialWorker()
+        self._pending: OtaRequest | None = None
+        self._ota_ready = asyncio.Event()
+        self._controller_exited = asyncio.Event()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        self._loop = asyncio.get_running_loop()
+        logger.info("teg-ota runner starting (data in {})", self._settings.data_path)
+        await self._worker.submit(self._gateway.recover)
+        await self._worker.submit(self._gateway.ensure_running)
+        self._container.inbox().attach(self._on_attributes)
+        link = self._container.telemetry()
+        if isinstance(link, _Link):
+            link.start()
+        watcher = threading.Thread(target=self._watch_exits, name="teg-ota-exits", daemon=True)
+        watcher.start()
+        tasks = [
+            asyncio.create_task(self._serve_ota(), name="ota"),
+            asyncio.create_task(self._serve_watchdog(), name="watchdog"),
+        ]
+        await stop.wait()
+        logger.info("stopping: finishing the current step (at most {} s)", SHUTDOWN_GRACE_S)
+        self._stopping.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        finished = await asyncio.to_thread(self._worker.wait_idle, SHUTDOWN_GRACE_S)
+        if not finished:
+            logger.warning("abandoning the current step; the journal resumes it at next start")
+        self._container.inbox().attach(None)
+        if isinstance(link, _Link):
+            await asyncio.to_thread(link.stop, FLUSH_TIMEOUT_S)
+        self._worker.close()
+        logger.info("teg-ota runner stopped; the controller keeps running")
+        return 0
+
+    # ------------------------------------------------------------------ OTA
+
+    def _on_attributes(self, topic: str, payload: bytes) -> None:
+        """Called on the link's thread: parse here, hand over to the loop."""
+        message = parse_ota_message(payload)
+        if isinstance(message, OtaRequest):
+            logger.info("OTA assignment received: {} {}", message.title, message.version)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._offer, message)
+        elif isinstance(message, OtaDeleted):
+            logger.info("OTA attributes deleted: {}", ", ".join(message.keys))
+        else:
+            logger.debug("attribute message on {} ignored: {}", topic, message)
+
+    def _offer(self, request: OtaRequest) -> None:
+        if self._pending is not None:
+            logger.info("queued {} superseded by {}", self._pending.version, request.version)
+        self._pending = request
+        self._ota_ready.set()
+
+    async def _serve_ota(self) -> None:
+        while True:
+            await self._ota_ready.wait()
+            self._ota_ready.clear()
+            request, self._pending = self._pending, None
+            if request is None:
+                continue
+            try:
+                await self._worker.submit(self._gateway.service.handle_request, request)
+            except Exception:  # noqa: BLE001 - the runner must outlive any single update
+                logger.exception("update to {} crashed", request.version)
+                await self._worker.submit(self._gateway.service.recover)
+
+    # -------------------------------------------------------------- watchdog
+
+    def _watch_exits(self) -> None:
+        """Follow the runtime's exit events; wake the watchdog within a second of an exit."""
+        while not self._stopping.is_set():
+            try:
+                exited = self._runtime.wait_for_exit(_WATCHER_REARM_S)
+            except ContainerRuntimeError as exc:
+                logger.debug("exit watcher: {}", exc)
+                exited = None
+                self._stopping.wait(_WATCHER_REARM_S)
+            if exited is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._controller_exited.set)
+                self._stopping.wait(1.0)
+
+    async def _serve_watchdog(self) -> None:
+        interval = self._settings.watchdog_interval_s
+        while True:
+            delay = interval
+            restart_in = self._gateway.watchdog.seconds_until_restart()
+            if 0 < restart_in < delay:
+                delay = restart_in
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._controller_exited.wait(), timeout=delay)
+            self._controller_exited.clear()
+            try:
+                await self._worker.submit(self._gateway.watchdog_tick)
+            except Exception:  # noqa: BLE001
+                logger.exception("watchdog tick failed")
+
+
+def run_forever(container: Container, settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await Runner(container, settings).run(stop)
+
+    return asyncio.run(main())

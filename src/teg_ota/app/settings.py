@@ -1,0 +1,304 @@
+"""Every setting of the gateway: environment variables, optionally a TOML file (env wins).
+
+The variable names are a contract with operators' scripts; docs/configuration.md lists
+them all. A bad value stops start-up with one line naming the variable, before anything
+(Docker, Git, the broker) is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from teg_ota.domain.backoff import BackoffPolicy
+from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.settings import UpdateSettings, WatchdogSettings
+from teg_ota.domain.versions import parse_version
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the variable."""
+
+
+_PREFIX_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*-?")
+_CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+_NETWORK_RE = re.compile(r"host|none|bridge|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
+_RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mqtt_host: str = "localhost"
+    mqtt_port: int = 1883
+    mqtt_token: str | None = field(default=None, repr=False)
+    mqtt_tls: bool = False
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    mqtt_client_id: str | None = None
+    data_path: str = "/var/lib/teg-ota"
+    git_path: str = "/opt/teg/controller"
+    git_url: str | None = field(default=None, repr=False)
+    default_version: str | None = None
+    container_name: str = "teg_controller"
+    image_prefix: str = "teg-controller-"
+    privileged: bool = True
+    network_mode: str = "host"
+    restart_policy: str = "no"
+    controller_env: Mapping[str, str] = field(default_factory=dict)
+    controller_mounts: tuple[str, ...] = ()
+    sw_title: str | None = None
+    health_grace_s: float = 30.0
+    health_timeout_s: float = 120.0
+    stop_grace_s: float = 10.0
+    build_timeout_s: float = 1800.0
+    min_free_disk_mb: int = 512
+    keep_older_images: int = 1
+    backoff_initial_s: float = 2.0
+    backoff_max_s: float = 300.0
+    backoff_reset_s: float = 600.0
+    watchdog_interval_s: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    def update_settings(self) -> UpdateSettings:
+        return UpdateSettings(
+            image_prefix=self.image_prefix,
+            sw_title=self.sw_title,
+            health_grace_s=self.health_grace_s,
+            health_timeout_s=self.health_timeout_s,
+            stop_grace_s=self.stop_grace_s,
+            min_free_disk_bytes=self.min_free_disk_mb * 2**20,
+            keep_older_images=self.keep_older_images,
+        )
+
+    def watchdog_settings(self) -> WatchdogSettings:
+        return WatchdogSettings(
+            backoff=BackoffPolicy(
+                initial_s=self.backoff_initial_s,
+                max_s=self.backoff_max_s,
+                reset_after_s=self.backoff_reset_s,
+            )
+        )
+
+
+# --------------------------------------------------------------------- parsing
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _optional(value: str) -> str | None:
+    return value or None
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 0 or 1")
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a TCP port between 1 and 65535")
+    return port
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not 0 <= seconds <= 7 * 24 * 3600:  # also false for NaN
+        raise ValueError("expected a number of seconds between 0 and 604800")
+    return seconds
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = _seconds(value)
+    if seconds <= 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return seconds
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected a whole number >= 0")
+    return number
+
+
+def _existing_file(value: str) -> str | None:
+    if not value:
+        return None
+    if not Path(value).is_file():
+        raise ValueError(f"no such file: {value}")
+    return value
+
+
+def _version(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return parse_version(value).value
+    except InvalidVersion as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"not a valid {what}")
+        return value
+
+    return check
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _env_map(value: str) -> dict[str, str]:
+    """``KEY=value`` pairs separated by newlines or ``;``."""
+    result: dict[str, str] = {}
+    for item in re.split(r"[;\n]", value):
+        if not item.strip():
+            continue
+        key, sep, val = item.strip().partition("=")
+        if not sep or not _ENV_NAME_RE.fullmatch(key):
+            raise ValueError(f"expected KEY=value pairs separated by ';', got {item!r}")
+        result[key] = val
+    return result
+
+
+def _mounts(value: str) -> tuple[str, ...]:
+    """``/host:/container[:ro|rw]`` entries separated by ``;`` or newlines."""
+    mounts = []
+    for raw in re.split(r"[;\n]", value):
+        item = raw.strip()
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not all(p.startswith("/") for p in parts[:2]):
+            raise ValueError(f"expected /host/path:/container/path[:ro], got {item!r}")
+        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+            raise ValueError(f"mount mode must be ro or rw in {item!r}")
+        mounts.append(item)
+    return tuple(mounts)
+
+
+# variable name -> (field name, parser)
+VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "TEG_MQTT_HOST": ("mqtt_host", _matching(re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}"), "host")),
+    "TEG_MQTT_PORT": ("mqtt_port", _port),
+    "TEG_MQTT_TOKEN": ("mqtt_token", _optional),
+    "TEG_MQTT_TLS": ("mqtt_tls", _bool),
+    "TEG_MQTT_CA_FILE": ("mqtt_ca_file", _existing_file),
+    "TEG_MQTT_CERT_FILE": ("mqtt_cert_file", _existing_file),
+    "TEG_MQTT_KEY_FILE": ("mqtt_key_file", _existing_file),
+    "TEG_MQTT_CLIENT_ID": ("mqtt_client_id", _optional),
+    "GATEWAY_DATA_PATH": ("data_path", _text),
+    "CONTROLLER_GIT_PATH": ("git_path", _text),
+    "TEG_CONTROLLER_GIT_URL": ("git_url", _optional),
+    "TEG_DEFAULT_CONTROLLER_VERSION": ("default_version", _version),
+    "TEG_CONTROLLER_CONTAINER": ("container_name", _matching(_CONTAINER_RE, "container name")),
+    "TEG_CONTROLLER_IMAGE_PREFIX": ("image_prefix", _matching(_PREFIX_RE, "image prefix")),
+    "TEG_CONTROLLER_PRIVILEGED": ("privileged", _bool),
+    "TEG_CONTROLLER_NETWORK_MODE": ("network_mode", _matching(_NETWORK_RE, "network mode")),
+    "TEG_CONTROLLER_RESTART_POLICY": ("restart_policy", _choice(*_RESTART_POLICIES)),
+    "TEG_CONTROLLER_ENV": ("controller_env", _env_map),
+    "TEG_CONTROLLER_MOUNTS": ("controller_mounts", _mounts),
+    "TEG_SW_TITLE": ("sw_title", _optional),
+    "TEG_HEALTH_GRACE_S": ("health_grace_s", _seconds),
+    "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", _seconds),
+    "TEG_STOP_GRACE_S": ("stop_grace_s", _seconds),
+    "TEG_BUILD_TIMEOUT_S": ("build_timeout_s", _positive_seconds),
+    "TEG_MIN_FREE_DISK_MB": ("min_free_disk_mb", _count),
+    "TEG_KEEP_OLDER_IMAGES": ("keep_older_images", _count),
+    "TEG_BACKOFF_INITIAL_S": ("backoff_initial_s", _positive_seconds),
+    "TEG_BACKOFF_MAX_S": ("backoff_max_s", _positive_seconds),
+    "TEG_BACKOFF_RESET_S": ("backoff_reset_s", _positive_seconds),
+    "TEG_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", _positive_seconds),
+    "TEG_LOG_LEVEL": ("log_level", _log_level),
+    "TEG_LOG_FORMAT": ("log_format", _choice("text", "json")),
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Settings from a TOML file (keys are the variable names) overridden by ``environ``."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, str] = {}
+    if config_file is not None:
+        raw.update(_read_toml(Path(config_file)))
+    raw.update({name: environ[name] for name in VARIABLES if name in environ})
+    values: dict[str, object] = {}
+    for name, text in raw.items():
+        field_name, parse = VARIABLES[name]
+        try:
+            values[field_name] = parse(text.strip() if field_name != "mqtt_token" else text)
+        except ValueError as exc:
+            shown = "***" if name == "TEG_MQTT_TOKEN" else repr(text[:80])
+            raise ConfigError(f"{name}={shown}: {exc}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check_consistency(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
+    result: dict[str, str] = {}
+    for key, value in data.items():
+        name = key.upper()
+        if name not in VARIABLES:
+            raise ConfigError(f"--config {path}: unknown setting {key!r}")
+        if isinstance(value, bool):
+            result[name] = "1" if value else "0"
+        elif isinstance(value, int | float | str):
+            result[name] = str(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            result[name] = ";".join(value)
+        elif isinstance(value, dict):
+            result[name] = ";".join(f"{k}={v}" for k, v in value.items())
+        else:
+            raise ConfigError(f"--config {path}: {key} has an unsupported type")
+    return result
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.backoff_max_s < settings.backoff_initial_s:
+        raise ConfigError("TEG_BACKOFF_MAX_S: must not be smaller than TEG_BACKOFF_INITIAL_S")
+    if bool(settings.mqtt_cert_file) != bool(settings.mqtt_key_file):
+        raise ConfigError("TEG_MQTT_CERT_FILE and TEG_MQTT_KEY_FILE: set both or neither")
+    if (settings.mqtt_cert_file or settings.mqtt_ca_file) and not settings.mqtt_tls:
+        raise ConfigError("TEG_MQTT_TLS: certificates are configured but TLS is off (set 1)")
+    if not settings.data_path.startswith("/") or not settings.git_path.startswith("/"):
+        raise ConfigError("GATEWAY_DATA_PATH and CONTROLLER_GIT_PATH must be absolute paths")
