@@ -568,3 +568,16 @@ def test_attribute_payload_returns_the_seeds_bool(world: World) -> None:
     assert world.service.handle_attributes(b'{"deleted":["sw_url"]}')
     assert not world.service.handle_attributes(b'{"fw_version":"x"}')
     assert not world.service.handle_attributes(b"\xff\xfe garbage")
+
+
+def test_interrupted_preparation_is_reported_but_retried_later(world: World) -> None:
+    world.store.crash_before = JournalPhase.PREPARING
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+    service = world.new_service()
+    service.recover()
+
+    again = service.handle_request(world.request("v1.1"))
+
+    assert again.outcome is Outcome.UPDATED
+    assert world.telemetry.states == ["FAILED", *SUCCESS]

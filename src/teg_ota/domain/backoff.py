@@ -6,6 +6,7 @@ their justification against moby, kubelet and IoT Edge are in docs/architecture.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ class BackoffPolicy:
     """Consecutive quick failures after which the controller is reported crash-looping."""
 
     def __post_init__(self) -> None:
+        for name in ("initial_s", "factor", "max_s", "reset_after_s", "jitter"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"backoff {name} must be a finite number")
         if self.initial_s <= 0 or self.max_s < self.initial_s:
             raise ValueError("backoff needs 0 < initial_s <= max_s")
         if self.factor < 1:
@@ -39,7 +43,10 @@ class BackoffPolicy:
     def delay_for(self, failures: int, random: Callable[[], float] | None = None) -> float:
         """The wait before restart number ``failures`` (1-based) of a failure streak."""
         exponent = max(failures - 1, 0)
-        delay = min(self.initial_s * self.factor**exponent, self.max_s)
+        try:
+            delay = min(self.initial_s * self.factor**exponent, self.max_s)
+        except OverflowError:  # a streak of thousands: long past the cap
+            delay = self.max_s
         if self.jitter and random is not None:
             delay += delay * self.jitter * random()
         return delay

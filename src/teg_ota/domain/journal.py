@@ -65,8 +65,17 @@ class UpdateJournal:
             error = data.get("error")
             target = data["target"]
             started_at = data["started_at"]
-            if not isinstance(target, str) or not isinstance(started_at, int | float):
+            if not isinstance(target, str) or isinstance(started_at, bool):
                 raise CorruptJournal("journal lacks a target or a start time")
+            if not isinstance(started_at, int | float):
+                raise CorruptJournal("journal lacks a target or a start time")
+            for key, value in (("previous", previous), ("commit", commit), ("error", error)):
+                if value is not None and not isinstance(value, str):
+                    raise CorruptJournal(f"journal field {key} is not text")
+            if started_ms is not None and (
+                isinstance(started_ms, bool) or not isinstance(started_ms, int)
+            ):
+                raise CorruptJournal("journal field new_started_at_ms is not an integer")
             return cls(
                 target=target,
                 previous=previous if isinstance(previous, str) else None,

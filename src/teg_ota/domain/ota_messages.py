@@ -103,7 +103,8 @@ def _parse(payload: object) -> OtaMessage:
         except (ValueError, RecursionError):
             return InvalidOta("payload is not JSON")
     if not isinstance(payload, Mapping):
-        return InvalidOta(f"payload is a JSON {type(payload).__name__}, not an object")
+        kind = "null" if payload is None else type(payload).__name__
+        return InvalidOta(f"payload is a JSON {kind}, not an object")
     return _from_mapping(payload)
 
 
@@ -126,12 +127,15 @@ def _from_mapping(message: Mapping[object, object]) -> OtaMessage:
         return InvalidOta(f"sw_version is a {type(version).__name__}, not a string")
     if len(version) > MAX_FIELD_LENGTH:
         return InvalidOta(f"sw_version is longer than {MAX_FIELD_LENGTH} characters")
+    title = fields.get("sw_title")
+    if title is not None and (not isinstance(title, str) or len(title) > MAX_FIELD_LENGTH):
+        return InvalidOta("sw_title is not a string of at most 1024 characters")
     size = fields.get("sw_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
         size = None
     return OtaRequest(
         version=version,
-        title=_text(fields.get("sw_title")),
+        title=title,
         size=size,
         checksum=_text(fields.get("sw_checksum")),
         checksum_algorithm=_text(fields.get("sw_checksum_algorithm")),

@@ -518,7 +518,8 @@ class UpdateService:
     def recover(self) -> UpdateResult:
         """Finish or undo an update a crash or power cut interrupted (read from the journal).
 
-        PREPARING: the old controller was never stopped: make sure it runs, report FAILED.
+        PREPARING: the old controller was never stopped: make sure it runs, report FAILED
+        (not remembered as failed: the re-sent assignment retries it).
         SWAPPING / ROLLING_BACK: unknown mid-swap state: restore the previous version.
         HEALTH_CHECK: the new controller keeps its chance if it still runs (the rest of the
         grace period is waited out); otherwise roll back.
@@ -555,7 +556,9 @@ class UpdateService:
             running = self._restore_previous(journal.previous, journal.target)
             kept = f"; {running} kept running" if running else ""
             error = f"update to {version} was interrupted while preparing (gateway restarted){kept}"
-            self._remember_failure(version.value, error)
+            # Not remembered as failed: the old controller was never touched and the version
+            # is not to blame, so the assignment ThingsBoard re-sends after the reconnect
+            # starts a fresh attempt.
             self._report(update, OtaState.FAILED, error=error, current=running)
             self._clear_journal()
             return UpdateResult(Outcome.FAILED, version.value, running, error)

@@ -151,13 +151,21 @@ def version_from_image(prefix: str, image: str) -> str | None:
     if not name.startswith(prefix) or len(name) == len(prefix):
         return None
     component = name[len(prefix) :]
-    if not component.startswith(ENCODED_MARKER):
-        return component if _DOCKER_COMPONENT_RE.fullmatch(component) else None
-    payload = component[len(ENCODED_MARKER) :]
-    if not _BASE32_LOWER_RE.fullmatch(payload):
-        return None
-    padded = payload.upper() + "=" * (-len(payload) % 8)
+    if component.startswith(ENCODED_MARKER):
+        payload = component[len(ENCODED_MARKER) :]
+        if not _BASE32_LOWER_RE.fullmatch(payload):
+            return None
+        padded = payload.upper() + "=" * (-len(payload) % 8)
+        try:
+            candidate = base64.b32decode(padded).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    else:
+        candidate = component
+    # Only names image_tag itself produces map back: anything else (a non-canonical
+    # encoding, an invalid version smuggled into a name) is not a controller image.
     try:
-        return base64.b32decode(padded).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        canonical = image_repository(prefix, parse_version(candidate))
+    except InvalidVersion:
         return None
+    return candidate if canonical == name else None
