@@ -22,6 +22,7 @@ from teg_ota.app.inbox import AttributeInbox
 from teg_ota.app.settings import Settings
 from teg_ota.domain.update_service import UpdateService
 from teg_ota.domain.watchdog import Watchdog
+from teg_ota.ports.container_runtime import VERSION_LABEL
 
 
 def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
@@ -34,6 +35,7 @@ def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
         environment=dict(settings.controller_env),
         mounts=settings.controller_mounts,
         build_timeout_s=settings.build_timeout_s,
+        prune_label=None if settings.prune_all_containers else VERSION_LABEL,
     )
 
 

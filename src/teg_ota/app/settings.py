@@ -55,6 +55,7 @@ class Settings:
     restart_policy: str = "no"
     controller_env: Mapping[str, str] = field(default_factory=dict)
     controller_mounts: tuple[str, ...] = ()
+    prune_all_containers: bool = False
     sw_title: str | None = None
     health_grace_s: float = 30.0
     health_timeout_s: float = 120.0
@@ -230,6 +231,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_CONTROLLER_RESTART_POLICY": ("restart_policy", _choice(*_RESTART_POLICIES)),
     "TEG_CONTROLLER_ENV": ("controller_env", _env_map),
     "TEG_CONTROLLER_MOUNTS": ("controller_mounts", _mounts),
+    "TEG_PRUNE_ALL_CONTAINERS": ("prune_all_containers", _bool),
     "TEG_SW_TITLE": ("sw_title", _optional),
     "TEG_HEALTH_GRACE_S": ("health_grace_s", _seconds),
     "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", _seconds),

@@ -311,6 +311,8 @@ class UpdateService:
         self, version: Version, state: ControllerState, on_progress: ProgressListener
     ) -> UpdateResult:
         previous = state.version if state.running else self._fallback_previous()
+        if previous == version.value:
+            previous = None  # (re)installing the recorded version: nothing older to go back to
         update = _Update(
             version=version,
             tag=image_tag(self._settings.image_prefix, version),
