@@ -311,6 +311,7 @@ class FakeStore:
         self.default = default
         self.launched: str | None = None
         self.good: str | None = None
+        self.previous_good: str | None = None
         self.failed_version: FailedVersion | None = None
         self.current_journal: UpdateJournal | None = None
         self.phases: list[JournalPhase] = []
@@ -330,7 +331,12 @@ class FakeStore:
 
     def set_known_good(self, version: str) -> None:
         self._write_check()
+        if self.good is not None and self.good != version:
+            self.previous_good = self.good
         self.good = version
+
+    def previous_known_good(self) -> str | None:
+        return self.previous_good
 
     def failed(self) -> FailedVersion | None:
         return self.failed_version

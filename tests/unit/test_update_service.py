@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+
 import pytest
 
-from teg_ota.domain.journal import FailedVersion, JournalPhase
+from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.ota_messages import OtaRequest
+from teg_ota.domain.ota_state import OtaState
 from teg_ota.domain.outcome import Outcome
 from teg_ota.domain.settings import UpdateSettings
 from teg_ota.domain.update_service import UpdateService
@@ -581,3 +585,160 @@ def test_interrupted_preparation_is_reported_but_retried_later(world: World) -> 
 
     assert again.outcome is Outcome.UPDATED
     assert world.telemetry.states == ["FAILED", *SUCCESS]
+
+
+# ------------------------------------------------- regressions from the review
+
+
+def test_recovery_waits_for_the_engine_and_keeps_the_journal(world: World) -> None:
+    world.store.crash_before = JournalPhase.HEALTH_CHECK
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+    world.runtime.unavailable = True
+
+    waiting = world.new_service().recover()
+
+    assert waiting.outcome is Outcome.FAILED
+    assert world.store.current_journal is not None
+    assert world.telemetry.terminal == []
+    assert world.store.failed_version is None
+
+    world.runtime.unavailable = False
+    assert world.new_service().recover().outcome is Outcome.UPDATED
+    assert world.telemetry.states == SUCCESS
+
+
+def test_engine_lost_during_rollback_reports_once_after_it_returns(world: World) -> None:
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+    original = world.runtime.run_controller
+
+    def engine_gone_when_rolling_back(image: str, labels: Mapping[str, str]) -> None:
+        journal = world.store.current_journal
+        if journal is not None and journal.phase is JournalPhase.ROLLING_BACK:
+            world.runtime.unavailable = True
+        original(image, labels)
+
+    world.runtime.run_controller = engine_gone_when_rolling_back  # type: ignore[method-assign]
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert world.telemetry.terminal == []
+    assert world.store.current_journal is not None
+    assert world.store.current_journal.phase is JournalPhase.ROLLING_BACK
+    world.runtime.unavailable = False
+    world.runtime.run_controller = original  # type: ignore[method-assign]
+    world.new_service().recover()
+    assert world.runtime.running_version == "v1.0"
+    assert [r.state.value for r in world.telemetry.terminal] == ["FAILED"]
+    assert "exited with code 1" in (world.telemetry.terminal[0].error or "")
+
+
+def test_a_power_cut_after_updated_never_turns_into_failed(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+    assert world.telemetry.states == SUCCESS
+    # As if the journal had not been cleared yet when the power went:
+    world.store.current_journal = UpdateJournal(
+        "v1.1", "v1.0", JournalPhase.COMMITTING, 0.0, reported=OtaState.UPDATING, commit=C2
+    )
+    world.runtime.kill()
+    world.runtime.start_fails_for.add("v1.1")
+
+    world.new_service().recover()
+
+    assert "FAILED" not in world.telemetry.states
+    assert world.store.good == "v1.1"
+
+
+def test_requests_deferred_by_another_thread_are_served(world: World) -> None:
+    building = threading.Event()
+    release = threading.Event()
+    original = world.runtime.build_image
+
+    def slow_build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        building.set()
+        release.wait(5)
+        original(*args, **kwargs)
+
+    world.runtime.build_image = slow_build  # type: ignore[method-assign]
+    worker = threading.Thread(target=world.service.start_controller, args=("v1.1",))
+    worker.start()
+    assert building.wait(5)
+
+    assert world.service.handle_request(world.request("v1.2")).outcome is Outcome.DEFERRED
+    assert world.service.handle_request(world.request(C4)).outcome is Outcome.DEFERRED
+    release.set()
+    worker.join(10)
+
+    assert world.runtime.running_version == C4
+    assert f"build {tag('v1.2')}" not in world.runtime.calls
+
+
+def test_controller_of_unknown_version_rolls_back_to_the_known_good(world: World) -> None:
+    world.runtime.images["someone-elses-image:latest"] = {}
+    world.runtime.start_existing("someone-elses-image:latest")
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert world.runtime.running_version == "v1.0"
+
+
+def test_nothing_running_after_a_failure_is_reported_as_such(world: World) -> None:
+    world.runtime.container = None
+    world.store.launched = world.store.good = None
+    world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=1)
+
+    world.service.handle_request(world.request("v1.1"))
+
+    assert world.telemetry.terminal[0].current_version == ""
+
+
+def test_a_failing_progress_listener_does_not_fail_the_update(world: World) -> None:
+    def broken_pipe(line: str) -> None:
+        raise BrokenPipeError(line)
+
+    result = world.service.handle_request(world.request("v1.1"), on_progress=broken_pipe)
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.telemetry.states == SUCCESS
+
+
+def test_an_unexpected_error_before_the_swap_is_one_failed(world: World) -> None:
+    def broken(tag: str) -> int:
+        raise ValueError("surprise")
+
+    world.runtime.free_disk_bytes = broken  # type: ignore[assignment,method-assign]
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED
+    assert world.telemetry.states == ["DOWNLOADING", "FAILED"]
+    assert world.runtime.running_version == "v1.0"
+
+
+def test_rollback_command_after_a_successful_update_goes_back_one(world: World) -> None:
+    world.service.handle_request(world.request("v1.1"))
+
+    result = world.service.rollback()
+
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.0"
+
+
+def test_force_matches_a_commit_in_any_case(world: World) -> None:
+    world.store.failed_version = FailedVersion(C4, "broken")
+
+    assert world.service.start_controller(C4.upper(), force=True).outcome is Outcome.UPDATED
+
+
+def test_interrupted_preparation_leaves_a_running_controller_alone(world: World) -> None:
+    world.store.crash_before = JournalPhase.PREPARING
+    with pytest.raises(SimulatedCrash):
+        world.service.handle_request(world.request("v1.1"))
+    world.runtime.calls.clear()
+
+    world.new_service().recover()
+
+    assert world.runtime.calls == []
+    assert world.telemetry.terminal[0].current_version == "v1.0"

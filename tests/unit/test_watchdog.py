@@ -111,14 +111,38 @@ def test_default_version_is_used_when_nothing_was_launched(guarded: Guarded) -> 
     assert guarded.telemetry.states[-1] == "UPDATED"
 
 
-def test_no_restart_while_an_update_is_in_flight(guarded: Guarded) -> None:
+def test_a_left_over_journal_is_recovered_before_any_restart(guarded: Guarded) -> None:
     guarded.runtime.kill()
     guarded.store.current_journal = UpdateJournal("v1.1", "v1.0", JournalPhase.SWAPPING, 0.0)
 
-    guarded.clock.advance(100)
+    assert guarded.tick() is True
 
-    assert guarded.tick() is False
+    assert guarded.store.current_journal is None
+    assert guarded.runtime.running_version == "v1.0"
+    assert guarded.telemetry.states == ["FAILED"]
+
+
+def test_no_action_while_the_service_is_busy(guarded: Guarded) -> None:
+    guarded.runtime.kill()
+    with guarded.service._lock:
+        guarded.clock.advance(100)
+        assert guarded.tick() is False
     assert guarded.runtime.calls == []
+
+
+def test_a_new_version_starts_with_a_clean_backoff(guarded: Guarded) -> None:
+    for _ in range(4):
+        guarded.runtime.kill()
+        guarded.tick_until_restart()
+    assert guarded.watchdog.backoff.crash_looping
+
+    guarded.service.handle_request(guarded.request("v1.1"))
+    guarded.tick()
+
+    assert guarded.watchdog.backoff.failures == 0
+    assert guarded.telemetry.values[-1]["controller_state"] == "RUNNING"
+    guarded.runtime.kill()
+    assert guarded.tick_until_restart() == 2
 
 
 def test_engine_down_is_not_an_action(guarded: Guarded) -> None:

@@ -74,6 +74,24 @@ def _quiet(_: str) -> None:
     return None
 
 
+def _notify(listener: ProgressListener, line: str) -> None:
+    """A listener that fails (a closed terminal) must not fail the update."""
+    try:
+        listener(line)
+    except Exception:
+        log.debug("progress listener failed", exc_info=True)
+
+
+def _normalised(version: str | None) -> str | None:
+    """The canonical form of a version, or None when it is not a valid one."""
+    if version is None:
+        return None
+    try:
+        return parse_version(version).value
+    except InvalidVersion:
+        return None
+
+
 @dataclass
 class _Update:
     """One update in progress: its version, image, journal and reported states."""
@@ -156,18 +174,42 @@ class UpdateService:
         if request.title is not None and self._settings.sw_title is None:
             self._last_title = request.title
         if not self._lock.acquire(blocking=False):
-            return self._defer(request)
+            result = self._defer(request)
+            # The holder may have released the lock between our attempt and the deferral;
+            # whoever gets the lock next drains the mailbox, so try once ourselves.
+            self._drain()
+            return result
         try:
             result = self._handle_locked(request, on_progress or _quiet)
-            while True:
-                with self._state_lock:
-                    pending, self._pending = self._pending, None
-                if pending is None:
-                    return result
-                log.info("running the queued request for %s", pending.version)
-                result = self._handle_locked(pending, on_progress or _quiet)
         finally:
             self._lock.release()
+        self._drain(on_progress)
+        return result
+
+    def _exclusive(self, operation: Callable[[], UpdateResult]) -> UpdateResult:
+        """Run ``operation`` holding the update lock, then serve requests queued meanwhile."""
+        with self._lock:
+            result = operation()
+        self._drain()
+        return result
+
+    def _drain(self, on_progress: ProgressListener | None = None) -> None:
+        """Serve the queued request (latest wins) if nobody else holds the lock; a holder
+        that is still busy drains the mailbox itself when it releases the lock."""
+        while True:
+            with self._state_lock:
+                if self._pending is None:
+                    return
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                with self._state_lock:
+                    pending, self._pending = self._pending, None
+                if pending is not None:
+                    log.info("running the queued request for %s", pending.version)
+                    self._handle_locked(pending, on_progress or _quiet)
+            finally:
+                self._lock.release()
 
     def _defer(self, request: OtaRequest) -> UpdateResult:
         with self._state_lock:
@@ -246,11 +288,10 @@ class UpdateService:
         the explicit operator command the decision table speaks of."""
         if force:
             failed = self._store.failed()
-            if failed is not None and failed.version == version:
+            if failed is not None and failed.version == _normalised(version):
                 self._store.set_failed(None)
         request = OtaRequest(version=version, title=self._settings.sw_title)
-        with self._lock:
-            return self._handle_locked(request, on_progress or _quiet)
+        return self._exclusive(lambda: self._handle_locked(request, on_progress or _quiet))
 
     def start_controller_safely(
         self, version: str, on_progress: ProgressListener | None = None
@@ -273,18 +314,22 @@ class UpdateService:
         try:
             parsed = parse_version(version)
             tag = image_tag(self._settings.image_prefix, parsed)
-            with self._lock:
+
+            def restart() -> UpdateResult | None:
                 state = self._runtime.controller_state()
                 if state.running:
                     return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
-                labels = self._runtime.image_labels(tag)
-                if labels is not None:
-                    self._runtime.run_controller(
-                        tag, self._labels(parsed, labels.get(COMMIT_LABEL))
-                    )
-                    self._store.set_last_launched(parsed.value)
-                    log.info("controller %s started", parsed)
-                    return UpdateResult(Outcome.UPDATED, parsed.value, parsed.value)
+                if not self._start_image(parsed, tag):
+                    return None
+                self._store.set_last_launched(parsed.value)
+                log.info("controller %s started", parsed)
+                return UpdateResult(Outcome.UPDATED, parsed.value, parsed.value)
+
+            with self._lock:
+                restarted = restart()
+            if restarted is not None:
+                self._drain()
+                return restarted
             return self.start_controller_safely(version)
         except (InvalidVersion, ContainerRuntimeError, VersionStoreError) as exc:
             log.error("could not start controller %s: %s", version, exc)
@@ -292,17 +337,28 @@ class UpdateService:
 
     def stop_controller(self) -> None:
         """The seed's ``stop_controller``: remember the running version, then stop it."""
-        with self._lock:
+
+        def stop() -> UpdateResult:
             state = self._runtime.controller_state()
             if state.running and state.version:
                 self._store.set_last_launched(state.version)
             self._runtime.stop_controller(self._settings.stop_grace_s)
+            return UpdateResult(Outcome.IGNORED, state.version)
+
+        self._exclusive(stop)
 
     def rollback(self) -> UpdateResult:
-        """Go back to the known-good version (operator command)."""
+        """Operator command: back to the known-good version, or, when that is what runs
+        (the usual case after a successful update), to the one known good before it."""
         target = self._store.known_good()
+        try:
+            running = self._runtime.controller_state()
+        except ContainerRuntimeError as exc:
+            return UpdateResult(Outcome.FAILED, error=str(exc))
+        if target is None or (running.running and running.version == target):
+            target = self._store.previous_known_good()
         if target is None:
-            return UpdateResult(Outcome.FAILED, error="no known-good version recorded")
+            return UpdateResult(Outcome.FAILED, error="no earlier known-good version recorded")
         return self.start_controller(target, force=True)
 
     # ----------------------------------------------------------------- updates
@@ -310,7 +366,11 @@ class UpdateService:
     def _update(
         self, version: Version, state: ControllerState, on_progress: ProgressListener
     ) -> UpdateResult:
-        previous = state.version if state.running else self._fallback_previous()
+        previous = _normalised(state.version) if state.running else None
+        if previous is None:
+            # Nothing runs, or a controller whose version cannot be told: roll back to what
+            # the store knows rather than to nothing.
+            previous = self._fallback_previous()
         if previous == version.value:
             previous = None  # (re)installing the recorded version: nothing older to go back to
         update = _Update(
@@ -344,7 +404,9 @@ class UpdateService:
             self._verify(update, commit)
             self._report(update, OtaState.VERIFIED)
             self._journal(update, JournalPhase.SWAPPING, commit=commit)
-        except (SourceRepoError, ContainerRuntimeError, UpdateFailed, VersionStoreError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, SourceRepoError | ContainerRuntimeError | UpdateFailed):
+                log.exception("unexpected error while preparing %s", update.version)
             return self._fail_before_swap(update, exc)
         self._report(update, OtaState.UPDATING)
         try:
@@ -354,7 +416,9 @@ class UpdateService:
             started = self._runtime.controller_state().started_at_ms
             self._journal(update, JournalPhase.HEALTH_CHECK, new_started_at_ms=started)
             self._health_gate(update, self._settings.health_grace_s)
-        except (ContainerRuntimeError, HealthCheckFailed, VersionStoreError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, ContainerRuntimeError | HealthCheckFailed):
+                log.exception("unexpected error while swapping to %s", update.version)
             return self._roll_back(update, str(exc))
         return self._commit(update)
 
@@ -362,7 +426,7 @@ class UpdateService:
         version, tag = update.version, update.tag
         labels = self._runtime.image_labels(tag)
         cached_commit = labels.get(COMMIT_LABEL) if labels is not None else None
-        update.on_progress(f"[{OtaState.DOWNLOADING}] fetching the controller repository")
+        _notify(update.on_progress, f"[{OtaState.DOWNLOADING}] fetching the controller repository")
         try:
             self._repo.fetch()
         except FetchFailed as exc:
@@ -372,7 +436,7 @@ class UpdateService:
             return cached_commit
         commit = self._repo.resolve(version.value)
         if cached_commit == commit:
-            update.on_progress(f"[{OtaState.DOWNLOADING}] image {tag} already built")
+            _notify(update.on_progress, f"[{OtaState.DOWNLOADING}] image {tag} already built")
             return commit
         free = self._runtime.free_disk_bytes()
         if free < self._settings.min_free_disk_bytes:
@@ -381,9 +445,12 @@ class UpdateService:
                 f"{self._settings.min_free_disk_bytes // 2**20} MiB are required"
             )
         self._repo.reset_to(commit)
-        update.on_progress(f"[{OtaState.DOWNLOADING}] building {tag} from {commit[:12]}")
+        _notify(update.on_progress, f"[{OtaState.DOWNLOADING}] building {tag} from {commit[:12]}")
         self._runtime.build_image(
-            self._repo.worktree, tag, self._labels(version, commit), update.on_progress
+            self._repo.worktree,
+            tag,
+            self._labels(version, commit),
+            lambda line: _notify(update.on_progress, line),
         )
         return commit
 
@@ -437,7 +504,7 @@ class UpdateService:
             log.error("%s runs, but recording it failed: %s", version, exc)
         self._report(update, OtaState.UPDATED, current=version)
         self._confirmed = version
-        self._store.clear_journal()
+        self._clear_journal()
         self._collect_garbage(version, update.previous)
         return UpdateResult(Outcome.UPDATED, version, version)
 
@@ -457,7 +524,13 @@ class UpdateService:
             self._journal(update, JournalPhase.ROLLING_BACK, error=cause)
         except VersionStoreError as exc:
             log.error("could not journal the rollback (rolling back anyway): %s", exc)
-        running = self._restore_previous(update.previous, update.version.value)
+        try:
+            running = self._restore_previous(update.previous, update.version.value)
+        except RuntimeUnavailable as exc:
+            # Nothing can be known or done without the engine. The journal stays at
+            # ROLLING_BACK; recovery finishes the rollback and reports once it is back.
+            log.error("rollback of %s waits for the container engine: %s", update.version, exc)
+            return UpdateResult(Outcome.FAILED, update.version.value, None, str(exc))
         if running is not None:
             error = (
                 f"update from {update.previous} to {update.version} failed: {cause}; "
@@ -469,7 +542,7 @@ class UpdateService:
             )
         log.error("%s", error)
         self._remember_failure(update.version.value, error)
-        self._report(update, OtaState.FAILED, error=error, current=running)
+        self._report(update, OtaState.FAILED, error=error, current=running or "")
         self._clear_journal()
         outcome = Outcome.ROLLED_BACK if running is not None else Outcome.FAILED
         return UpdateResult(outcome, update.version.value, running, error)
@@ -487,8 +560,7 @@ class UpdateService:
                 return None
             parsed = parse_version(previous)
             tag = image_tag(self._settings.image_prefix, parsed)
-            labels = self._runtime.image_labels(tag)
-            if labels is None:
+            if not self._start_image(parsed, tag):
                 log.warning("image of %s is gone; rebuilding it for the rollback", previous)
                 rebuild = _Update(
                     version=parsed,
@@ -499,21 +571,23 @@ class UpdateService:
                     progress=OtaProgress(),
                     on_progress=_quiet,
                 )
-                commit: str | None = self._prepare_image(rebuild)
-            else:
-                commit = labels.get(COMMIT_LABEL)
-            self._runtime.run_controller(tag, self._labels(parsed, commit))
+                commit = self._prepare_image(rebuild)
+                self._runtime.run_controller(tag, self._labels(parsed, commit))
             self._store.set_last_launched(previous)
             return previous
-        except (
-            ContainerRuntimeError,
-            SourceRepoError,
-            UpdateFailed,
-            InvalidVersion,
-            VersionStoreError,
-        ) as exc:
+        except RuntimeUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - best effort: report what runs afterwards
             log.error("rollback from %s to %s failed: %s", failed, previous, exc)
             return None
+
+    def _start_image(self, version: Version, tag: str) -> bool:
+        """Run ``tag`` if the image exists (False when it does not)."""
+        labels = self._runtime.image_labels(tag)
+        if labels is None:
+            return False
+        self._runtime.run_controller(tag, self._labels(version, labels.get(COMMIT_LABEL)))
+        return True
 
     # ---------------------------------------------------------------- recovery
 
@@ -530,8 +604,13 @@ class UpdateService:
         journal = self._store.journal()
         if journal is None:
             return UpdateResult(Outcome.NOTHING_TO_RECOVER)
-        with self._lock:
-            return self._recover(journal)
+        try:
+            self._runtime.controller_state()
+        except RuntimeUnavailable as exc:
+            # Without the engine nothing is known: keep the journal, try again later.
+            log.error("recovery of the update to %s waits for the engine: %s", journal.target, exc)
+            return UpdateResult(Outcome.FAILED, journal.target, None, str(exc))
+        return self._exclusive(lambda: self._recover(journal))
 
     def _recover(self, journal: UpdateJournal) -> UpdateResult:
         log.warning("recovering an update interrupted in phase %s: %s", journal.phase, journal)
@@ -555,20 +634,27 @@ class UpdateService:
         if phase is JournalPhase.HEALTH_CHECK:
             return self._resume_health_gate(update)
         if phase is JournalPhase.PREPARING:
-            running = self._restore_previous(journal.previous, journal.target)
+            state = self._runtime.controller_state()
+            if state.running:
+                running = state.version  # never touched: leave it as it is
+            else:
+                running = self._restore_previous(journal.previous, journal.target)
             kept = f"; {running} kept running" if running else ""
             error = f"update to {version} was interrupted while preparing (gateway restarted){kept}"
             # Not remembered as failed: the old controller was never touched and the version
             # is not to blame, so the assignment ThingsBoard re-sends after the reconnect
             # starts a fresh attempt.
-            self._report(update, OtaState.FAILED, error=error, current=running)
+            self._report(update, OtaState.FAILED, error=error, current=running or "")
             self._clear_journal()
             return UpdateResult(Outcome.FAILED, version.value, running, error)
         cause = journal.error or f"interrupted during {phase.value.lower()} (gateway restarted)"
         return self._roll_back(update, cause)
 
     def _finish_commit(self, update: _Update) -> UpdateResult:
-        """The health gate had passed; after a power cut the container may need a start."""
+        """The health gate had passed, so the update succeeded and UPDATED may already have
+        been sent: never roll back from here (a FAILED after UPDATED is the contradiction
+        the dashboard must not show). A controller a power cut stopped is started again;
+        if that fails, the watchdog keeps trying with backoff."""
         try:
             state = self._runtime.controller_state()
             if not (state.running and state.version == update.version.value):
@@ -578,7 +664,7 @@ class UpdateService:
                     update.tag, self._labels(update.version, update.journal.commit)
                 )
         except ContainerRuntimeError as exc:
-            return self._roll_back(update, f"could not start it again after a restart: {exc}")
+            log.error("%s passed its health gate but does not start again: %s", update.version, exc)
         return self._commit(update)
 
     def _resume_health_gate(self, update: _Update) -> UpdateResult:
@@ -631,7 +717,7 @@ class UpdateService:
         update.progress.advance(state)
         if state is OtaState.FAILED:
             self._confirmed = None
-        update.on_progress(f"[{state}] {error or update.version}")
+        _notify(update.on_progress, f"[{state}] {error or update.version}")
         with_current = state.is_terminal
         self._publish(
             OtaReport(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from teg_ota.domain.backoff import RestartBackoff
 from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.outcome import Outcome
 from teg_ota.domain.settings import WatchdogSettings
 from teg_ota.domain.update_service import UpdateService
 from teg_ota.ports.clock import Clock
@@ -49,6 +50,7 @@ class Watchdog:
         self._no_version_reported = False
         self._reported_state: str | None = None
         self._last_exit_code: int | None = None
+        self._running_version: str | None = None
 
     @property
     def backoff(self) -> RestartBackoff:
@@ -59,8 +61,12 @@ class Watchdog:
 
     def restart_controller_if_needed(self) -> bool:
         """True when it acted (restart attempt, OTA request), like the seed's function."""
-        if self._service.busy or self._store.journal() is not None:
+        if self._service.busy:
             return False
+        if self._store.journal() is not None:
+            # An update left unfinished (its recovery waited for the engine): finish it
+            # before anything else touches the controller.
+            return self._service.recover().outcome is not Outcome.NOTHING_TO_RECOVER
         try:
             state = self._runtime.controller_state()
         except ContainerRuntimeError as exc:
@@ -68,6 +74,10 @@ class Watchdog:
             return False
         now = self._clock.monotonic()
         if state.running:
+            if state.version != self._running_version:
+                # A new version (an update, a rollback) starts with a clean slate.
+                self._running_version = state.version
+                self._backoff.reset()
             self._backoff.observe_running(now)
             self._no_version_reported = False
             if self._backoff.failures == 0:
