@@ -31,6 +31,7 @@ import pytest
 from teg_ota.adapters.docker_runtime import (
     DockerRuntime,
     DockerRuntimeSettings,
+    _free_bytes_at,
     parse_docker_time_ms,
 )
 from teg_ota.domain.versions import image_tag, parse_version
@@ -208,6 +209,63 @@ def test_build_is_cancelled_at_its_timeout(env: Env) -> None:
     assert not env.runtime.image_exists(env.tag())
 
 
+@pytest.mark.timeout(60)
+def test_build_context_never_contains_git_and_honours_dockerignore(env: Env) -> None:
+    token = f"tok-{env.uid}"
+    context = Path(tempfile.mkdtemp(dir=env.contexts))
+    git_dir = context / ".git"
+    (git_dir / "objects").mkdir(parents=True)
+    (git_dir / "secret").write_text("do not ship\n")
+    (git_dir / "config").write_text(
+        f'[remote "origin"]\n\turl = https://user:{token}@git.example.invalid/x.git\n'
+    )
+    (context / "kept.txt").write_text("kept\n")
+    (context / "ignored.txt").write_text("ignored\n")
+    (context / "logs").mkdir()
+    (context / "logs" / "a.log").write_text("ignored dir\n")
+    # A negation cannot bring .git back either.
+    (context / ".dockerignore").write_text("# comment\n\nignored.txt\nlogs/\n!.git/config\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\n"
+        f"LABEL {RUN_LABEL}={env.uid}\n"
+        "COPY . /ctx\n"
+        "RUN ls -la /ctx\n"
+        "RUN test ! -e /ctx/.git && test -f /ctx/kept.txt && test -f /ctx/Dockerfile\n"
+        "RUN test ! -e /ctx/ignored.txt && test ! -e /ctx/logs\n"
+        f"{SLEEP_CMD}\n"
+    )
+    lines: list[str] = []
+    tag = env.tag()
+    env.runtime.build_image(str(context), tag, {VERSION_LABEL: "v1.0.0"}, lines.append)
+
+    assert env.runtime.image_exists(tag)
+    # The names in the `ls -la /ctx` output ("drwxr-xr-x 2 root root 4096 <date> name").
+    listed = {line.split()[-1] for line in lines if line[:1] in "-dl" and len(line.split()) >= 9}
+    assert {"kept.txt", "Dockerfile", ".dockerignore"} <= listed, lines
+    assert not {".git", "ignored.txt", "logs"} & listed, lines
+    assert not any(token in line for line in lines)
+    # The context directory itself is left as it was.
+    assert (git_dir / "secret").read_text() == "do not ship\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_progress_callback_does_not_fail_the_build(env: Env) -> None:
+    client_before = env.runtime._client()
+    calls: list[str] = []
+
+    def closed_stdout(line: str) -> None:
+        calls.append(line)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    marker = f"teg-after-broken-pipe-{env.uid}"
+    tag = env.build(f"RUN echo {marker}\n{SLEEP_CMD}", on_progress=closed_stdout)
+
+    assert env.runtime.image_exists(tag)
+    assert len(calls) == 1  # not called again after it raised
+    assert env.runtime._client() is client_before  # the shared client was not dropped
+    assert env.runtime.controller_state() == ControllerState(exists=False)
+
+
 def test_refuses_image_names_outside_its_prefix(env: Env) -> None:
     for bad in ("busybox:latest", f"{env.prefix}v1", f"{env.prefix}v1:other", f"x/{env.prefix}v1"):
         with pytest.raises(ContainerRuntimeError, match="refusing image name"):
@@ -264,6 +322,30 @@ def test_version_from_image_name_for_an_unlabelled_old_gateway_container(env: En
     assert state.running
     assert state.version == "v1.2.3"
     assert state.image == tag
+
+
+@pytest.mark.timeout(60)
+def test_an_invalid_version_label_is_ignored(env: Env) -> None:
+    hostile = "--upload-pack=x"
+    tag = env.build(version="v1.2.3", labels={VERSION_LABEL: hostile})
+    assert (env.runtime.image_labels(tag) or {})[VERSION_LABEL] == hostile
+    env.runtime.run_controller(tag, {VERSION_LABEL: hostile})
+
+    state = env.runtime.controller_state()
+    assert state.running
+    assert state.version == "v1.2.3"  # from the image name, not the labels
+
+    # Started from an image id (no controller image name): no version at all.
+    env.runtime.stop_controller(0)
+    env.client.api.remove_container(env.name)
+    image_id = env.client.api.inspect_image(tag)["Id"]
+    env.client.containers.run(
+        image_id, name=env.name, detach=True, network_mode="host", labels={VERSION_LABEL: hostile}
+    )
+    state = env.runtime.controller_state()
+    assert state.running
+    assert state.image == image_id
+    assert state.version is None
 
 
 @pytest.mark.timeout(60)
@@ -411,12 +493,36 @@ def test_list_and_remove_controller_images(env: Env) -> None:
     assert env.runtime.image_exists(new)
 
 
+@pytest.mark.timeout(60)
+def test_listing_skips_names_with_the_prefix_that_are_not_controller_images(env: Env) -> None:
+    tag = env.build(version="v1.0.0")
+    image = env.client.images.get(tag)
+    repository = tag.rsplit(":", 1)[0]
+    assert image.tag(repository, "other")  # same prefix, another tag than :latest
+    assert image.tag(f"{env.prefix}x--1", "latest")  # no version maps to this name
+    names = set(env.client.images.get(tag).tags)
+    assert {f"{repository}:other", f"{env.prefix}x--1:latest", tag} <= names
+
+    newer = env.build(version="v2.0.0")
+    assert [info.tag for info in env.runtime.list_controller_images()] == [tag, newer]
+
+
 def test_free_disk_bytes(env: Env) -> None:
     free = env.runtime.free_disk_bytes()
     assert free > 0
     root = env.client.info()["DockerRootDir"]
     stats = os.statvfs(root if os.path.isdir(root) else "/")
     assert abs(free - stats.f_bavail * stats.f_frsize) < 1 << 30
+
+
+def test_free_disk_bytes_turns_os_errors_into_runtime_errors(tmp_path: Path) -> None:
+    # A data root that vanished between the check and the call, or is no directory.
+    with pytest.raises(ContainerRuntimeError, match="reading the free space of"):
+        _free_bytes_at(str(tmp_path / "gone"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ContainerRuntimeError):
+        _free_bytes_at(str(tmp_path / "file" / "below"))
+    assert _free_bytes_at(str(tmp_path)) > 0
 
 
 def test_parse_docker_time_ms() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dulwich.repo import Repo
 from loguru import logger
 
 from teg_ota.adapters.dulwich_repo import DulwichSourceRepo, SourceRepoUnavailable, redact_url
@@ -308,6 +309,58 @@ def test_credentials_never_leak_on_fetch(
     with pytest.raises(FetchFailed) as caught:
         repo.fetch()
     _assert_no_secret(caught.value, log_lines)
+
+
+def _config_mode(controller_path: Path) -> int:
+    return stat.S_IMODE((controller_path / ".git" / "config").stat().st_mode)
+
+
+def _set_remote_url(controller_path: Path, url: str) -> None:
+    """Write remote.origin.url the way dulwich does (a new file, mode from the umask)."""
+    with Repo(str(controller_path)) as raw:
+        config = raw.get_config()
+        config.set((b"remote", b"origin"), b"url", url.encode())
+        config.write_to_path()
+
+
+def test_config_with_credentials_is_private_and_still_used(
+    remote: Remote, controller_path: Path, log_lines: list[str]
+) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        repo = DulwichSourceRepo(str(controller_path), url=remote.url)
+        assert repo.current_commit() == remote.first  # clones
+        assert _config_mode(controller_path) == 0o600
+
+        # Credentials written into the config by dulwich itself: the file is 0644 again.
+        _set_remote_url(controller_path, SECRET_URL)
+        assert _config_mode(controller_path) == 0o644
+        assert remote.git(controller_path, "config", "remote.origin.url") == SECRET_URL
+        log_lines.clear()
+        with pytest.raises(FetchFailed) as caught:
+            repo.fetch()
+        # The fetch went to the configured remote (read from the private config) ...
+        _assert_no_secret(caught.value, log_lines)
+        # ... and the file was made private when the repository was opened.
+        assert _config_mode(controller_path) == 0o600
+        assert remote.git(controller_path, "config", "remote.origin.url") == SECRET_URL
+
+        # Back to the reachable remote, via the same config API: fetch uses it.
+        _set_remote_url(controller_path, remote.url)
+        assert _config_mode(controller_path) == 0o644
+        second = remote.commit({"app.py": "print('v2')\n"}, "second")
+        remote.tag("v2.0")
+        remote.push()
+        repo.fetch()
+        assert repo.resolve("v2.0") == second
+        assert _config_mode(controller_path) == 0o600
+
+        # Any open makes it private, not only fetch.
+        (controller_path / ".git" / "config").chmod(0o644)
+        assert repo.current_commit() == remote.first
+        assert _config_mode(controller_path) == 0o600
+    finally:
+        os.umask(old_umask)
 
 
 def test_credentials_in_the_underlying_error_text_are_scrubbed(

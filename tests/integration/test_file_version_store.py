@@ -33,7 +33,9 @@ from teg_ota.adapters.file_version_store import (
     JOURNAL_FILE,
     KNOWN_GOOD_FILE,
     LAST_LAUNCHED_FILE,
+    PREVIOUS_KNOWN_GOOD_FILE,
     FileVersionStore,
+    InvalidStoredVersion,
 )
 from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.ota_state import OtaState
@@ -120,6 +122,49 @@ def test_known_good_round_trip(tmp_path: Path, warnings_log: list[str]) -> None:
     assert (tmp_path / KNOWN_GOOD_FILE).read_text() == "release/2024.1"
     assert FileVersionStore(tmp_path).known_good() == "release/2024.1"
     assert warnings_log == []
+
+
+def test_set_known_good_keeps_the_one_it_replaces_as_previous(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    store = FileVersionStore(tmp_path)
+    assert store.previous_known_good() is None
+    store.set_known_good("v1.0.0")
+    assert store.previous_known_good() is None  # nothing was replaced
+    assert not (tmp_path / PREVIOUS_KNOWN_GOOD_FILE).exists()
+
+    store.set_known_good("v2.0.0")
+    assert (store.known_good(), store.previous_known_good()) == ("v2.0.0", "v1.0.0")
+    assert (tmp_path / PREVIOUS_KNOWN_GOOD_FILE).read_text() == "v1.0.0"  # the seed format
+    store.set_known_good("v2.0.0")  # the same again (recovery re-commits): nothing moves
+    assert (store.known_good(), store.previous_known_good()) == ("v2.0.0", "v1.0.0")
+
+    store.set_known_good(COMMIT.upper())
+    assert (store.known_good(), store.previous_known_good()) == (COMMIT, "v2.0.0")
+    store.set_known_good(COMMIT)  # the same commit, normalised: not a replacement
+    assert store.previous_known_good() == "v2.0.0"
+    fresh = FileVersionStore(tmp_path)
+    assert (fresh.known_good(), fresh.previous_known_good()) == (COMMIT, "v2.0.0")
+
+    # An unusable current known-good is not carried over as the previous one.
+    (tmp_path / KNOWN_GOOD_FILE).write_text("--upload-pack=x")
+    store.set_known_good("v3.0.0")
+    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", "v2.0.0")
+    assert len(warnings_log) == 1 and KNOWN_GOOD_FILE in warnings_log[0]
+
+    # A refused write changes neither file.
+    with pytest.raises(InvalidStoredVersion):
+        store.set_known_good("../x")
+    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", "v2.0.0")
+
+
+def test_corrupt_previous_known_good_reads_none_with_a_warning(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    (tmp_path / PREVIOUS_KNOWN_GOOD_FILE).write_bytes(b"HEAD\n")
+    assert FileVersionStore(tmp_path).previous_known_good() is None
+    assert len(warnings_log) == 1
+    assert PREVIOUS_KNOWN_GOOD_FILE in warnings_log[0]
 
 
 def test_failed_version_set_read_and_clear(tmp_path: Path) -> None:
@@ -298,6 +343,26 @@ def test_corrupt_journal_reads_none_and_is_moved_aside(
     assert store.journal() == sample_journal()
 
 
+@pytest.mark.parametrize("kind", ["directory", "symlink-loop"])
+def test_a_journal_that_cannot_be_read_now_is_not_moved_aside(
+    tmp_path: Path, warnings_log: list[str], kind: str
+) -> None:
+    # Real files that make open() fail with an OSError (EISDIR, ELOOP) stand in for a
+    # transient read error such as EIO: not evidence of a corrupt journal.
+    path = tmp_path / JOURNAL_FILE
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(path.name)
+    store = FileVersionStore(tmp_path)
+    assert store.journal() is None
+    assert os.path.lexists(path)
+    assert path.is_dir() if kind == "directory" else path.is_symlink()
+    assert list(tmp_path.glob(f"{JOURNAL_FILE}.corrupt-*")) == []
+    assert len(warnings_log) == 1
+    assert "Cannot read the journal" in warnings_log[0]
+
+
 def test_corrupt_journals_in_the_same_second_are_all_kept(tmp_path: Path) -> None:
     store = FileVersionStore(tmp_path)
     for content in (b"first", b"second", b"third"):
@@ -314,17 +379,22 @@ def test_invalid_versions_are_refused_and_nothing_is_written(tmp_path: Path) -> 
     store = FileVersionStore(tmp_path)
     store.set_last_launched("v1.0.0")
     store.set_known_good("v1.0.0")
+    # The port's error type (VersionStoreError), and a ValueError too.
+    assert issubclass(InvalidStoredVersion, VersionStoreError)
+    assert issubclass(InvalidStoredVersion, ValueError)
     for bad in ("", "../x", "-rf", "HEAD", "a b", "v1\n"):
+        with pytest.raises(VersionStoreError, match="refusing to store the last launched"):
+            store.set_last_launched(bad)
+        with pytest.raises(VersionStoreError, match="refusing to store the known-good"):
+            store.set_known_good(bad)
+        with pytest.raises(VersionStoreError, match="refusing to store the failed"):
+            store.set_failed(FailedVersion(bad, "boom"))
+        with pytest.raises(VersionStoreError, match="refusing to store a journal"):
+            store.write_journal(UpdateJournal(bad, None, JournalPhase.PREPARING, 1.0))
+        with pytest.raises(InvalidStoredVersion, match="refusing to store a journal"):
+            store.write_journal(UpdateJournal("v2", bad, JournalPhase.PREPARING, 1.0))
         with pytest.raises(ValueError):
             store.set_last_launched(bad)
-        with pytest.raises(ValueError):
-            store.set_known_good(bad)
-        with pytest.raises(ValueError):
-            store.set_failed(FailedVersion(bad, "boom"))
-        with pytest.raises(ValueError):
-            store.write_journal(UpdateJournal(bad, None, JournalPhase.PREPARING, 1.0))
-        with pytest.raises(ValueError):
-            store.write_journal(UpdateJournal("v2", bad, JournalPhase.PREPARING, 1.0))
     assert store.last_launched() == "v1.0.0"
     assert FileVersionStore(tmp_path).last_launched() == "v1.0.0"
     assert store.known_good() == "v1.0.0"
@@ -400,7 +470,13 @@ def test_construction_removes_stale_temp_files_of_its_own_files_only(tmp_path: P
     old = time.time() - 3600
     stale = [
         tmp_path / f"{temp_prefix(tmp_path / name)}abc123"
-        for name in (LAST_LAUNCHED_FILE, KNOWN_GOOD_FILE, FAILED_FILE, JOURNAL_FILE)
+        for name in (
+            LAST_LAUNCHED_FILE,
+            KNOWN_GOOD_FILE,
+            PREVIOUS_KNOWN_GOOD_FILE,
+            FAILED_FILE,
+            JOURNAL_FILE,
+        )
     ]
     fresh = tmp_path / f"{temp_prefix(tmp_path / JOURNAL_FILE)}inflight"  # a write in progress
     foreign = tmp_path / ".outbox.json.tmp-xyz"

@@ -305,11 +305,12 @@ def test_telemetry_shape_qos1_and_order(
         OtaReport(OtaState.UPDATED, current_title="teg-controller", current_version="v1.2.3")
     )
     tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 3)
+    # A clock standing still still gives every message its own, later ts.
     assert with_ts(tb) == [
         {"ts": 1_700_000_000_123, "values": {"temperature": 21.5}},
-        {"ts": 1_700_000_000_123, "values": {"sw_state": "DOWNLOADING"}},
+        {"ts": 1_700_000_000_124, "values": {"sw_state": "DOWNLOADING"}},
         {
-            "ts": 1_700_000_000_123,
+            "ts": 1_700_000_000_125,
             "values": {
                 "sw_state": "UPDATED",
                 "current_sw_title": "teg-controller",
@@ -441,6 +442,79 @@ def test_outbox_survives_a_link_restart(
     ]
     wait_until(lambda: len(second.outbox) == 0, 5, "the outbox to drain")
     assert list(outbox_dir.glob("*.msg")) == []
+
+
+class SettableClock:
+    """Unix seconds as set by the test; it may go backwards."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timestamps_never_go_back_across_clock_steps_and_restarts(
+    mosquitto: MosquittoBroker, mqtt_recorder_factory, link_factory: LinkFactory, tmp_path: Path
+) -> None:
+    tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
+    outbox_dir = tmp_path / "data" / "outbox"
+    mark = outbox_dir / "link" / "telemetry_last_ts"
+    clock = SettableClock(1_700_000_100.0)
+    first = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock)
+    assert first.wait_connected(15)
+    first.publish_ota_state(OtaReport(OtaState.DOWNLOADING))
+    clock.now = 1_700_000_050.0  # the clock steps back (NTP, or a wrong manual setting)
+    first.publish_ota_state(OtaReport(OtaState.DOWNLOADED))
+    first.stop(timeout=5)
+    assert mark.read_text() == "1700000100001\n"
+
+    # A power cut on a Pi without RTC: the clock restarts far behind. Same data directory.
+    outbox = DurableOutbox(outbox_dir)  # reopening the outbox leaves the mark alone
+    assert mark.read_text() == "1700000100001\n"
+    assert not (outbox_dir / "corrupt").exists()
+    assert len(outbox) == 0
+    clock = SettableClock(1_600_000_000.0)
+    second = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock)
+    assert second.wait_connected(15)
+    second.publish_ota_state(OtaReport(OtaState.VERIFIED))
+    second.publish_telemetry({"controller_state": "RUNNING"})
+    clock.now = 1_700_000_200.0  # NTP synced: real time again
+    second.publish_ota_state(OtaReport(OtaState.UPDATING))
+
+    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 5, timeout=15)
+    stamps = [m["ts"] for m in with_ts(tb)]
+    assert stamps == [
+        1_700_000_100_000,
+        1_700_000_100_001,
+        1_700_000_100_002,
+        1_700_000_100_003,
+        1_700_000_200_000,
+    ]
+    assert [m["values"] for m in with_ts(tb)][::2] == [
+        {"sw_state": "DOWNLOADING"},
+        {"sw_state": "VERIFIED"},
+        {"sw_state": "UPDATING"},
+    ]
+    assert mark.read_text() == "1700000200000\n"
+    assert sorted(p.name for p in mark.parent.iterdir()) == ["telemetry_last_ts"]  # no temp
+
+
+def test_an_unreadable_timestamp_mark_is_ignored(tmp_path: Path) -> None:
+    mark = tmp_path / "link" / "telemetry_last_ts"
+    mark.parent.mkdir()
+    mark.write_text("not a number\n")
+    link = GmqttLink(
+        MqttSettings(),
+        DurableOutbox(tmp_path),
+        current_software=lambda: (None, None),
+        on_attributes=lambda topic, payload: None,
+        clock=lambda: 1_700_000_000.5,
+    )
+    link.publish_telemetry({"x": 1})
+    entry = DurableOutbox(tmp_path).peek()
+    assert entry is not None and json.loads(entry.payload)["ts"] == 1_700_000_000_500
+    assert mark.read_text() == "1700000000500\n"
 
 
 def test_stop_flushes_pending_messages_and_disconnects(

@@ -10,6 +10,10 @@ recreated on the next call, so the same :class:`DockerRuntime` works again once 
 back, without restarting the process.
 
 Nothing is ever pulled: the engine may only run images built on this machine.
+
+The build context is the controller's Git work tree. Its ``.git/`` directory (which holds
+the remote URL, credentials included, in ``.git/config``) is never sent to the engine: the
+context tar is made here, with the context's ``.dockerignore`` patterns plus ``.git``.
 """
 
 from __future__ import annotations
@@ -17,22 +21,26 @@ from __future__ import annotations
 import math
 import os
 import re
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
+import docker.utils.build
 import requests
 import urllib3.exceptions
+from docker.api.build import process_dockerfile
 from docker.types import CancellableStream
 from loguru import logger
 
-from teg_ota.domain.versions import IMAGE_TAG, version_from_image
+from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.versions import IMAGE_TAG, parse_version, version_from_image
 from teg_ota.ports.container_runtime import (
     VERSION_LABEL,
     BuildFailed,
@@ -66,6 +74,10 @@ _NOT_REACHABLE: tuple[type[BaseException], ...] = (
 )
 """Failures to talk to the engine at all. ``docker.errors.APIError`` also derives from
 ``requests.exceptions.RequestException``: it is always handled before these."""
+
+_ALWAYS_EXCLUDED = (".git",)
+"""Never part of a build context, whatever the context's ``.dockerignore`` says: the
+repository's ``.git/config`` holds the remote URL with its credentials."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +213,7 @@ class DockerRuntime:
     def __init__(self, settings: DockerRuntimeSettings | None = None) -> None:
         self._settings = settings or DockerRuntimeSettings()
         self._root_fallback_logged = False
+        self._bad_labels_logged: set[str] = set()
 
     @property
     def settings(self) -> DockerRuntimeSettings:
@@ -243,11 +256,11 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise failure(f"{action}: {_short(exc)}") from exc
 
-    def _check_tag(self, tag: str, failure: type[ContainerRuntimeError]) -> None:
-        """Tags come from the domain (validated there); refuse anything else anyway."""
+    def _is_controller_tag(self, tag: object) -> bool:
+        """``tag`` is ``<prefix><version>:latest`` for a valid version, nothing else."""
         prefix = self._settings.image_prefix
         suffix = ":" + IMAGE_TAG
-        ok = (
+        return (
             isinstance(tag, str)
             and tag.startswith(prefix)
             and tag.endswith(suffix)
@@ -255,7 +268,12 @@ class DockerRuntime:
             and "@" not in tag
             and version_from_image(prefix, tag) is not None
         )
-        if not ok:
+
+    def _check_tag(self, tag: str, failure: type[ContainerRuntimeError]) -> None:
+        """Tags come from the domain (validated there); refuse anything else anyway."""
+        if not self._is_controller_tag(tag):
+            prefix = self._settings.image_prefix
+            suffix = ":" + IMAGE_TAG
             raise failure(
                 f"refusing image name {_short(Exception(repr(tag)))}: "
                 f"expected {prefix}<version>{suffix}"
@@ -289,9 +307,14 @@ class DockerRuntime:
                 image_attrs = client.api.inspect_image(image_id)
             except docker.errors.NotFound:
                 image_attrs = {}
-            version = ((image_attrs.get("Config") or {}).get("Labels") or {}).get(VERSION_LABEL)
+            version = self._label_version(
+                ((image_attrs.get("Config") or {}).get("Labels") or {}).get(VERSION_LABEL),
+                f"image {image_id}",
+            )
         if not version:
-            version = (config.get("Labels") or {}).get(VERSION_LABEL)
+            version = self._label_version(
+                (config.get("Labels") or {}).get(VERSION_LABEL), "the controller container"
+            )
         if not version and image_name is not None:
             version = version_from_image(self._settings.image_prefix, image_name)
         running = bool(state.get("Running"))
@@ -305,6 +328,24 @@ class DockerRuntime:
             health=_health_of(state),
             exit_code=None if running or not isinstance(exit_code, int) else exit_code,
         )
+
+    def _label_version(self, value: object, where: str) -> str | None:
+        """The version a ``VERSION_LABEL`` value names, or ``None`` when it names none.
+
+        Labels are whatever the image's Dockerfile (or whoever created the container) wrote:
+        untrusted input, only used once :func:`parse_version` accepts it. An invalid one is
+        logged once (the watchdog inspects the controller often).
+        """
+        if value is None or value == "":
+            return None
+        try:
+            return parse_version(value).value
+        except InvalidVersion as exc:
+            key = f"{where}\0{value!r}"
+            if key not in self._bad_labels_logged and len(self._bad_labels_logged) < 64:
+                self._bad_labels_logged.add(key)
+                logger.warning("ignoring the version label of {}: {}", where, exc)
+            return None
 
     def image_exists(self, tag: str) -> bool:
         return self.image_labels(tag) is not None
@@ -330,8 +371,11 @@ class DockerRuntime:
     ) -> None:
         """Build ``tag`` from ``context_dir`` (never pulling), streaming the build log.
 
+        The context sent to the engine is a tar made here, as ``docker build`` would make
+        it (the context's ``.dockerignore`` honoured), except that ``.git`` is never in it.
         The whole build is bounded by ``build_timeout_s``: at the deadline a timer thread
-        closes the build's connection, which makes the engine cancel the build.
+        closes the build's connection, which makes the engine cancel the build. A progress
+        callback that raises is logged and not called again; the build goes on.
         """
         self._check_tag(tag, BuildFailed)
         if not os.path.isdir(context_dir):
@@ -339,12 +383,38 @@ class DockerRuntime:
         timeout_s = self._settings.build_timeout_s
         action = f"building {tag}"
         timed_out = threading.Event()
+        progress = _GuardedProgress(on_progress) if on_progress is not None else None
         logger.info("building image {} from {}", tag, context_dir)
+        deadline = time.monotonic() + timeout_s
+        # Made before talking to the engine: a context file that cannot be read is a
+        # BuildFailed, not an unreachable engine.
+        context, dockerfile = _build_context(context_dir, action)
+        try:
+            self._build_from(
+                context, dockerfile, tag, labels, action, deadline, timed_out, progress
+            )
+        finally:
+            context.close()
+        logger.info("built image {}", tag)
+
+    def _build_from(
+        self,
+        context: IO[bytes],
+        dockerfile: str | None,
+        tag: str,
+        labels: Mapping[str, str],
+        action: str,
+        deadline: float,
+        timed_out: threading.Event,
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        timeout_s = self._settings.build_timeout_s
         with self._engine(action, BuildFailed) as client:
-            deadline = time.monotonic() + timeout_s
             try:
                 chunks = client.api.build(
-                    path=context_dir,
+                    fileobj=context,
+                    custom_context=True,
+                    dockerfile=dockerfile,
                     tag=tag,
                     labels=dict(labels),
                     decode=True,
@@ -366,7 +436,7 @@ class DockerRuntime:
             built = False
             try:
                 for chunk in stream:
-                    built = self._handle_build_chunk(chunk, action, on_progress) or built
+                    built = self._handle_build_chunk(chunk, action, progress) or built
             except (*_NOT_REACHABLE, docker.errors.DockerException) as exc:
                 if timed_out.is_set():
                     raise BuildFailed(f"{action}: timed out after {timeout_s:g} s") from exc
@@ -383,7 +453,6 @@ class DockerRuntime:
                     present = False
                 if not present:
                     raise BuildFailed(f"{action}: the engine ended the build without an image")
-        logger.info("built image {}", tag)
 
     @staticmethod
     def _handle_build_chunk(
@@ -603,6 +672,11 @@ class DockerRuntime:
             for repo_tag in image.get("RepoTags") or ():
                 if not isinstance(repo_tag, str) or not repo_tag.startswith(prefix):
                     continue
+                if not self._is_controller_tag(repo_tag):
+                    # Same prefix, but not a name teg-ota gives (another tag than :latest,
+                    # a name no version maps to): not ours to list, keep or remove.
+                    logger.debug("ignoring image {}: not a controller image name", repo_tag)
+                    continue
                 found.append(
                     ImageInfo(
                         tag=repo_tag,
@@ -639,8 +713,69 @@ class DockerRuntime:
                 "reporting free space of / instead",
                 root,
             )
+        return _free_bytes_at(path)
+
+
+def _free_bytes_at(path: str) -> int:
+    """Free bytes for unprivileged users in the file system holding ``path``.
+
+    An ``OSError`` (the directory vanished since it was checked, an I/O error) becomes a
+    :class:`ContainerRuntimeError`: the port's callers handle that, not an ``OSError``.
+    """
+    try:
         stats = os.statvfs(path)
-        return stats.f_bavail * stats.f_frsize
+    except OSError as exc:
+        raise ContainerRuntimeError(f"reading the free space of {path!r}: {_short(exc)}") from exc
+    return stats.f_bavail * stats.f_frsize
+
+
+def _dockerignore_patterns(context_dir: str) -> list[str]:
+    """The context's ``.dockerignore`` patterns, read the way docker-py's ``build`` does."""
+    path = os.path.join(context_dir, ".dockerignore")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        lines = [line.strip() for line in f.read().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _build_context(context_dir: str, action: str) -> tuple[IO[bytes], str | None]:
+    """A tar of ``context_dir`` (``.dockerignore`` honoured, ``.git`` never included) and
+    the Dockerfile name to pass along with it (``None``: the engine's default)."""
+    try:
+        patterns = _dockerignore_patterns(context_dir)
+        dockerfile = process_dockerfile(None, context_dir)
+        context: IO[bytes] = docker.utils.build.tar(
+            context_dir,
+            exclude=[*patterns, *_ALWAYS_EXCLUDED],
+            dockerfile=dockerfile,
+        )
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        raise BuildFailed(f"{action}: cannot read the build context: {_short(exc)}") from exc
+    name = dockerfile[0]
+    return context, name if isinstance(name, str) else None
+
+
+class _GuardedProgress:
+    """Calls the build's progress callback until it raises once; the build never fails
+    because of it (a closed stdout raising ``BrokenPipeError`` is not the engine's fault)."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        self._callback: Callable[[str], None] | None = callback
+
+    def __call__(self, line: str) -> None:
+        callback = self._callback
+        if callback is None:
+            return
+        try:
+            callback(line)
+        except Exception as exc:  # noqa: BLE001 - whatever the callback does, the build goes on
+            self._callback = None
+            logger.warning(
+                "build progress callback failed ({}: {}); no more build output is forwarded",
+                type(exc).__name__,
+                exc,
+            )
 
 
 def _cancellable(chunks: Iterator[Any]) -> Iterator[Any]:

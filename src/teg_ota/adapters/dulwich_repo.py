@@ -10,7 +10,10 @@ Every string that reaches dulwich as a ref name or object id was validated by
 40-hex object id is ever looked up: no revision expressions, no branches.
 
 Remote URLs may carry credentials (``https://user:token@host/repo.git``); no log line and no
-exception message of this module contains them (see :func:`redact_url`).
+exception message of this module contains them (see :func:`redact_url`). Git keeps the URL,
+credentials included, in ``.git/config`` (later fetches need them): that file is made
+readable by its owner only (mode 0600) after every clone and whenever the repository is
+opened.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ _USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _GITLINK_MODE = 0o160000
 _MAX_TAG_DEPTH = 16
 _REDACTED = "***"
+_CONFIG_MODE = 0o600
 
 
 class SourceRepoUnavailable(SourceRepoError):
@@ -258,12 +262,14 @@ class DulwichSourceRepo:
         missing = self._missing()
         if not missing and os.path.isdir(path):
             try:
-                return Repo(path)
+                repo = Repo(path)
             except NotGitRepository:
                 raise SourceRepoUnavailable(
                     f"{path} exists but is not a Git repository; empty or remove it "
                     "so the controller repository can be cloned there"
                 ) from None
+            _protect_config(repo)
+            return repo
         if not missing:
             raise SourceRepoUnavailable(f"{path} exists but is not a directory")
         if self._url is None:
@@ -296,6 +302,7 @@ class DulwichSourceRepo:
             raise FetchFailed(
                 f"cloning the controller repository from {shown} into {path} failed: {reason}"
             ) from None
+        _protect_config(repo)
         logger.info("cloned controller repository {} into {}", shown, path)
         return repo
 
@@ -401,6 +408,30 @@ class DulwichSourceRepo:
         removed = _clean_dir(root, b"", tracked, tracked_dirs, gitlinks)
         if removed:
             logger.debug("removed {} untracked paths from {}", removed, self._path)
+
+
+def _protect_config(repo: Repo) -> None:
+    """Make the repository's ``config`` (it holds the remote URL with its credentials)
+    readable by its owner only. Dulwich rewrites the file with the umask's mode; this runs
+    on every clone and open, so the mode is restored before the work tree is used.
+
+    A failure is logged, not raised: the repository still works, and the build never sends
+    ``.git`` to the engine anyway.
+    """
+    config_path = os.path.join(repo.controldir(), "config")
+    try:
+        st = os.stat(config_path)
+        if stat.S_IMODE(st.st_mode) != _CONFIG_MODE:
+            os.chmod(config_path, _CONFIG_MODE)
+            logger.debug("made {} readable by its owner only", config_path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        logger.warning(
+            "could not make {} (it may hold the remote's credentials) private: {}",
+            config_path,
+            _describe(exc),
+        )
 
 
 def _clean_dir(

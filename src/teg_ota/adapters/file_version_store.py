@@ -4,14 +4,18 @@ Files (all written with :func:`write_atomic`):
 
 * ``last_launched_controller_version.txt``: the version string alone (the seed's file).
 * ``known_good_controller_version.txt``: same format; the rollback target.
+* ``previous_known_good_controller_version.txt``: same format; the known-good version that
+  the current one replaced (``teg-ota rollback`` goes back to it after a successful update).
 * ``failed_controller_version.json``: ``{"version": ..., "error": ...}``.
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
 
 Reading never crashes the gateway: a missing, empty or corrupt file reads as "unknown"
 (the configured default for the last-launched version) plus a warning; a corrupt journal is
-moved aside as ``update_journal.json.corrupt-<unix ts>`` so the evidence is kept. Every
-version read back is validated with :func:`parse_version`, because it ends up in git refs
-and image names. Writes raise :class:`VersionStoreError`.
+moved aside as ``update_journal.json.corrupt-<unix ts>`` so the evidence is kept (a journal
+that cannot be read at the moment, an I/O error, is left where it is). Every version read
+back is validated with :func:`parse_version`, because it ends up in git refs and image
+names. Writes raise :class:`VersionStoreError`; an invalid version to write raises its
+subclass :class:`InvalidStoredVersion` (also a ``ValueError``) before anything is written.
 
 One lock serialises all calls within a process. Only one process (the runner) is expected
 to write; others may read.
@@ -41,6 +45,7 @@ from teg_ota.ports.version_store import VersionStoreError
 
 LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"
 KNOWN_GOOD_FILE = "known_good_controller_version.txt"
+PREVIOUS_KNOWN_GOOD_FILE = "previous_known_good_controller_version.txt"
 FAILED_FILE = "failed_controller_version.json"
 JOURNAL_FILE = "update_journal.json"
 CORRUPT_SUFFIX = ".corrupt-"
@@ -57,12 +62,28 @@ _MISSING = "does not exist"
 _MAX_REASON = 200
 
 
+class InvalidStoredVersion(VersionStoreError, ValueError):
+    """A version (or a journal naming one) that may not be stored; nothing was written.
+
+    A :class:`VersionStoreError` as the port promises, and a ``ValueError`` for callers
+    that catch invalid input as such.
+    """
+
+
 def _checked_version(raw: str, what: str) -> str:
     """The normalised version, or :class:`ValueError` naming ``what`` was invalid."""
     try:
         return parse_version(raw).value
     except InvalidVersion as exc:
         raise ValueError(f"{what}: {exc}") from exc
+
+
+def _storable_version(raw: str, what: str) -> str:
+    """The normalised version to write, or :class:`InvalidStoredVersion`."""
+    try:
+        return parse_version(raw).value
+    except InvalidVersion as exc:
+        raise InvalidStoredVersion(f"{what}: {exc}") from exc
 
 
 class FileVersionStore:
@@ -87,7 +108,13 @@ class FileVersionStore:
         self._lock = threading.Lock()
         self._last_launched: str | None = None
         self._last_launched_loaded = False
-        for name in (LAST_LAUNCHED_FILE, KNOWN_GOOD_FILE, FAILED_FILE, JOURNAL_FILE):
+        for name in (
+            LAST_LAUNCHED_FILE,
+            KNOWN_GOOD_FILE,
+            PREVIOUS_KNOWN_GOOD_FILE,
+            FAILED_FILE,
+            JOURNAL_FILE,
+        ):
             for stale in remove_stale_temp_files(self._dir / name, older_than=stale_temp_after):
                 logger.info("Removed leftover temporary file {}", stale)
 
@@ -113,7 +140,7 @@ class FileVersionStore:
             return self._last_launched
 
     def set_last_launched(self, version: str) -> None:
-        value = _checked_version(version, "refusing to store the last launched version")
+        value = _storable_version(version, "refusing to store the last launched version")
         with self._lock:
             self._write(LAST_LAUNCHED_FILE, value.encode("utf-8"))
             self._last_launched = value
@@ -121,15 +148,23 @@ class FileVersionStore:
 
     def known_good(self) -> str | None:
         with self._lock:
-            stored, problem = self._read_version(KNOWN_GOOD_FILE)
-            if stored is None and problem != _MISSING:
-                logger.warning("Ignoring {}: it {}", self._dir / KNOWN_GOOD_FILE, problem)
-            return stored
+            return self._read_version_or_warn(KNOWN_GOOD_FILE)
 
     def set_known_good(self, version: str) -> None:
-        value = _checked_version(version, "refusing to store the known-good version")
+        """Store the known-good version; a different one it replaces becomes the
+        :meth:`previous_known_good` (written first: a crash in between leaves the previous
+        equal to the still-current known-good, never loses the old one)."""
+        value = _storable_version(version, "refusing to store the known-good version")
         with self._lock:
+            current = self._read_version_or_warn(KNOWN_GOOD_FILE)
+            if current is not None and current != value:
+                self._write(PREVIOUS_KNOWN_GOOD_FILE, current.encode("utf-8"))
             self._write(KNOWN_GOOD_FILE, value.encode("utf-8"))
+
+    def previous_known_good(self) -> str | None:
+        """The known-good version before the current one (``None`` if there was none)."""
+        with self._lock:
+            return self._read_version_or_warn(PREVIOUS_KNOWN_GOOD_FILE)
 
     # -- failed version -------------------------------------------------------------------
 
@@ -152,7 +187,7 @@ class FileVersionStore:
             with self._lock:
                 self._remove(FAILED_FILE)
             return
-        version = _checked_version(failed.version, "refusing to store the failed version")
+        version = _storable_version(failed.version, "refusing to store the failed version")
         payload = json.dumps({"version": version, "error": failed.error}, ensure_ascii=False)
         with self._lock:
             self._write(FAILED_FILE, payload.encode("utf-8"))
@@ -164,8 +199,17 @@ class FileVersionStore:
             path = self._dir / JOURNAL_FILE
             try:
                 text = read_text_or_none(path, max_bytes=MAX_JSON_FILE_BYTES)
-                if text is None:
-                    return None
+            except OSError as exc:
+                # Not evidence of corruption (an I/O error, a busy or odd file): the next
+                # read may well succeed, so the file stays where it is.
+                logger.warning("Cannot read the journal {} now: {}", path, _reason(exc))
+                return None
+            except ValueError as exc:  # not UTF-8, or too large: corrupt
+                self._move_aside(path, exc)
+                return None
+            if text is None:
+                return None
+            try:
                 data = json.loads(text)
                 if not isinstance(data, dict):
                     raise ValueError("not a JSON object")
@@ -173,15 +217,15 @@ class FileVersionStore:
                 _checked_version(journal.target, "invalid target")
                 if journal.previous is not None:
                     _checked_version(journal.previous, "invalid previous version")
-            except (OSError, ValueError, TypeError, RecursionError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 self._move_aside(path, exc)
                 return None
             return journal
 
     def write_journal(self, journal: UpdateJournal) -> None:
-        _checked_version(journal.target, "refusing to store a journal with target")
+        _storable_version(journal.target, "refusing to store a journal with target")
         if journal.previous is not None:
-            _checked_version(journal.previous, "refusing to store a journal with previous")
+            _storable_version(journal.previous, "refusing to store a journal with previous")
         payload = json.dumps(journal.to_dict(), ensure_ascii=False, allow_nan=False)
         with self._lock:
             self._write(JOURNAL_FILE, payload.encode("utf-8"))
@@ -191,6 +235,13 @@ class FileVersionStore:
             self._remove(JOURNAL_FILE)
 
     # -- helpers (called with the lock held) ----------------------------------------------
+
+    def _read_version_or_warn(self, name: str) -> str | None:
+        """The stored version; ``None`` if missing, or (with a warning) unusable."""
+        stored, problem = self._read_version(name)
+        if stored is None and problem != _MISSING:
+            logger.warning("Ignoring {}: it {}", self._dir / name, problem)
+        return stored
 
     def _read_version(self, name: str) -> tuple[str | None, str]:
         """The stored version, or ``None`` and what is wrong with the file."""

@@ -27,11 +27,21 @@ Connection, one gmqtt client per session:
   ``refused``. The token itself is never logged (:class:`MqttSettings` hides it in repr).
 
 Telemetry (OTA states included) goes through the :class:`DurableOutbox` first, with
-``{"ts": <unix ms at call time>, "values": {...}}``; one sender task publishes the head with
+``{"ts": <unix ms>, "values": {...}}``; one sender task publishes the head with
 QoS 1, waits for its PUBACK, deletes it, then sends the next (strict order, at-least-once:
 at most the message in flight is duplicated after a crash or a lost connection). While
 offline messages wait on disk with their original ``ts``. Attribute requests and the
 ``current_sw_*`` report are not persisted: a fresh one goes out on every connect.
+
+Telemetry timestamps never go back, not even across restarts: ``ts`` is
+``max(now_ms, last_ts_ms + 1)``, and ``last_ts_ms`` is kept durably in
+``<outbox dir>/link/telemetry_last_ts`` (a sub-directory: the outbox leaves directories alone).
+A Raspberry Pi has no real-time clock: after a power cut its clock can be behind until NTP
+syncs, and ThingsBoard keeps a key's latest value only when the new ``ts`` is not older
+(so an ``sw_state`` stamped in the past would never show). Strictly increasing also keeps two
+states reported within one millisecond apart (ThingsBoard stores one value per key and ts).
+The mark is written (atomically, durably) before the message is queued, so no queued
+message ever carries a ``ts`` above the mark on disk.
 
 :meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
 DISCONNECT. Whatever is left stays in the outbox for the next start.
@@ -45,6 +55,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -59,6 +70,12 @@ from gmqtt.mqtt.constants import MQTTv311
 from gmqtt.storage import PersistentStorage
 from loguru import logger
 
+from teg_ota.adapters.atomic_file import (
+    ensure_dir,
+    read_text_or_none,
+    remove_stale_temp_files,
+    write_atomic,
+)
 from teg_ota.adapters.durable_outbox import DurableOutbox
 from teg_ota.domain.ota_messages import MAX_PAYLOAD_BYTES, OTA_ATTRIBUTE_KEYS
 from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError
@@ -87,7 +104,73 @@ PERMANENT_REFUSAL_CODES: Final = TOKEN_REFUSAL_CODES | frozenset(
 )
 """Refusals retrying cannot fix (gmqtt's own list): retried only every refused_retry_s."""
 
+LINK_STATE_DIR_NAME: Final = "link"
+"""Sub-directory of the outbox directory for the link's own state (the outbox skips dirs)."""
+LAST_TS_FILE_NAME: Final = "telemetry_last_ts"
+
+_LAST_TS_RE = re.compile(r"[0-9]{1,16}")
+
 _T = TypeVar("_T")
+
+
+class _TimestampMark:
+    """Telemetry timestamps that never go back, kept durably across restarts.
+
+    ``next_ms()`` proposes ``max(now_ms, last_ts_ms + 1)``; ``commit(ts)`` makes it the new
+    high-water mark (written with :func:`write_atomic` first). The file is read once, here;
+    afterwards the mark lives in memory and each commit writes a few bytes. Callers
+    serialise ``next_ms``/``commit`` (the link's enqueue lock).
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+        self._path = path
+        self._clock = clock
+        self._dir_ready = False
+        self._last_ms = self._load()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def last_ms(self) -> int:
+        return self._last_ms
+
+    def _load(self) -> int:
+        path = self._path
+        # An interrupted write leaves its temporary file; this process owns the directory.
+        remove_stale_temp_files(path, older_than=0)
+        try:
+            text = read_text_or_none(path, max_bytes=64)
+        except (OSError, ValueError) as exc:
+            logger.warning("Cannot read the telemetry timestamp mark {} ({}); ignored", path, exc)
+            return 0
+        if text is None:
+            return 0
+        value = text.strip()
+        if not _LAST_TS_RE.fullmatch(value):
+            logger.warning("Telemetry timestamp mark {} is not a number; ignored", path)
+            return 0
+        return int(value)
+
+    def next_ms(self) -> int:
+        return max(int(self._clock() * 1000), self._last_ms + 1)
+
+    def commit(self, ts_ms: int) -> None:
+        """Remember ``ts_ms`` (in memory always; on disk unless that fails: logged)."""
+        self._last_ms = max(self._last_ms, ts_ms)
+        try:
+            if not self._dir_ready:
+                ensure_dir(self._path.parent)
+                self._dir_ready = True
+            write_atomic(self._path, b"%d\n" % self._last_ms)
+        except OSError as exc:
+            logger.warning(
+                "Cannot save the telemetry timestamp mark {} ({}); after a restart with the "
+                "clock behind, ThingsBoard may ignore new values until it catches up",
+                self._path,
+                exc,
+            )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -218,7 +301,7 @@ class GmqttLink:
     ``current_software()`` returns ``(title, version)`` of what runs now (either may be
     ``None``: not sent). ``on_attributes(topic, payload)`` receives every message on the
     attribute topics, on the link's thread (see the module docstring). ``clock`` gives the
-    Unix time in seconds for the telemetry ``ts``.
+    Unix time in seconds for the telemetry ``ts`` (which never goes back: module docstring).
     """
 
     def __init__(
@@ -235,6 +318,10 @@ class GmqttLink:
         self._current_software = current_software
         self._on_attributes = on_attributes
         self._clock = clock
+        self._stamps = _TimestampMark(
+            outbox.directory / LINK_STATE_DIR_NAME / LAST_TS_FILE_NAME, clock
+        )
+        self._enqueue_lock = threading.Lock()
         self._client_id = settings.client_id or f"teg-ota-{uuid.uuid4().hex[:12]}"
         self._request_ids = itertools.count(1)
         self._lifecycle = threading.Lock()
@@ -312,22 +399,28 @@ class GmqttLink:
 
     # -- producer side (any thread) ---------------------------------------------------------------
     def _enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> None:
-        message = {"ts": int(self._clock() * 1000), "values": dict(values)}
-        try:
-            payload = json.dumps(
-                message, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            ).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise TelemetryError(f"telemetry is not JSON-serialisable: {exc}") from exc
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            # ThingsBoard would close the session on it, again and again: never queue it.
-            raise TelemetryError(f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-        try:
-            self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
-        except OSError as exc:
-            raise TelemetryError(
-                f"cannot queue telemetry in {self._outbox.directory}: {exc}"
-            ) from exc
+        # One lock from stamping to queueing: outbox order is ts order, across threads.
+        with self._enqueue_lock:
+            ts_ms = self._stamps.next_ms()
+            message = {"ts": ts_ms, "values": dict(values)}
+            try:
+                payload = json.dumps(
+                    message, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+                ).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise TelemetryError(f"telemetry is not JSON-serialisable: {exc}") from exc
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                # ThingsBoard would close the session on it, again and again: never queue it.
+                raise TelemetryError(
+                    f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+                )
+            self._stamps.commit(ts_ms)  # durable before any message carries this ts
+            try:
+                self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
+            except OSError as exc:
+                raise TelemetryError(
+                    f"cannot queue telemetry in {self._outbox.directory}: {exc}"
+                ) from exc
         self._call_in_loop(self._wakeup.set)
 
     def _call_in_loop(self, callback: Callable[[], object]) -> None:
