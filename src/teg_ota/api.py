@@ -1,10 +1,10 @@
 """The public library API for products that embed teg-ota (docs/embedding.md).
 
-    from teg_ota.api import build_gateway, load_settings
-    gateway = build_gateway(load_settings(), telemetry=my_sink)
-    gateway.handle_attributes(payload)   # -> bool, like the seed's on_msg_check_for_ota_update
-    gateway.watchdog_tick()              # -> bool, like restart_controller_if_needed
-    gateway.status()
+from teg_ota.api import build_gateway, load_settings
+gateway = build_gateway(load_settings(), telemetry=my_sink)
+gateway.handle_attributes(payload)   # -> bool, like the seed's on_msg_check_for_ota_update
+gateway.watchdog_tick()              # -> bool, like restart_controller_if_needed
+gateway.status()
 """
 
 from teg_ota.app.container import Container, build_container, build_gateway

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from teg_ota import __version__
 from teg_ota.app.container import Container, build_container
@@ -22,6 +22,7 @@ from teg_ota.app.logging_setup import configure_logging
 from teg_ota.app.process_lock import AlreadyLocked, ProcessLock
 from teg_ota.app.runner import FLUSH_TIMEOUT_S, run_forever
 from teg_ota.app.settings import ConfigError, Settings, load_settings
+from teg_ota.ports.telemetry_sink import OtaReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_ENGINE = 0, 1, 2, 3, 4
 
@@ -76,8 +77,22 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_LOCKED
 
 
+class _NoTelemetry:
+    """``status`` only reads, and may run next to the runner: it must not open the runner's
+    outbox (opening one removes temporary files, which may be the runner's appends)."""
+
+    def publish_ota_state(self, report: OtaReport) -> None:
+        return None
+
+    def publish_telemetry(self, values: Mapping[str, object]) -> None:
+        return None
+
+    def request_ota_attributes(self) -> None:
+        return None
+
+
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    status = _container(settings).gateway().status()
+    status = build_container(settings, telemetry=_NoTelemetry()).gateway().status()
     if args.json:
         print(json.dumps(status.to_dict(), sort_keys=True))
     else:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from loguru import logger
+
 from teg_ota.domain.outcome import Outcome, UpdateResult
 from teg_ota.domain.update_service import UpdateService
 from teg_ota.domain.watchdog import Watchdog
@@ -81,7 +83,13 @@ class Gateway:
     def ensure_running(self) -> UpdateResult:
         """Start-up: run the last launched version (else the default) if nothing runs.
         When no version is known at all, the watchdog asks ThingsBoard and reports FAILED."""
-        state = self._runtime.controller_state()
+        try:
+            state = self._runtime.controller_state()
+        except ContainerRuntimeError as exc:
+            # Not fatal (dockerd may still be starting): the watchdog starts the controller
+            # as soon as the engine answers.
+            logger.warning("container engine not available at start-up: {}", exc)
+            return UpdateResult(Outcome.FAILED, error=str(exc))
         if state.running:
             return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
         version = self._store.last_launched()

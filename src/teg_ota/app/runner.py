@@ -57,19 +57,20 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> int:
         self._loop = asyncio.get_running_loop()
         logger.info("teg-ota runner starting (data in {})", self._settings.data_path)
-        await self._worker.submit(self._gateway.recover)
-        await self._worker.submit(self._gateway.ensure_running)
-        self._container.inbox().attach(self._on_attributes)
         link = self._container.telemetry()
-        if isinstance(link, _Link):
-            link.start()
-        watcher = threading.Thread(target=self._watch_exits, name="teg-ota-exits", daemon=True)
-        watcher.start()
-        tasks = [
-            asyncio.create_task(self._serve_ota(), name="ota"),
-            asyncio.create_task(self._serve_watchdog(), name="watchdog"),
-        ]
-        await stop.wait()
+        tasks: list[asyncio.Task[None]] = []
+        # Start-up may build the first controller (minutes): a stop request must not wait
+        # for it. The worker thread goes on with the step; the journal covers the rest.
+        starting = asyncio.create_task(self._start(link, tasks), name="start-up")
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start-up error ends the runner, as before
+            await stopped
+        else:
+            logger.info("stop requested during start-up")
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         logger.info("stopping: finishing the current step (at most {} s)", SHUTDOWN_GRACE_S)
         self._stopping.set()
         for task in tasks:
@@ -85,23 +86,37 @@ class Runner:
         logger.info("teg-ota runner stopped; the controller keeps running")
         return 0
 
+    async def _start(self, link: object, tasks: list[asyncio.Task[None]]) -> None:
+        await self._worker.submit(self._gateway.recover)
+        await self._worker.submit(self._gateway.ensure_running)
+        self._container.inbox().attach(self._on_attributes)
+        if isinstance(link, _Link):
+            link.start()
+        watcher = threading.Thread(target=self._watch_exits, name="teg-ota-exits", daemon=True)
+        watcher.start()
+        tasks += [
+            asyncio.create_task(self._serve_ota(), name="ota"),
+            asyncio.create_task(self._serve_watchdog(), name="watchdog"),
+        ]
+
     # ------------------------------------------------------------------ OTA
 
     def _on_attributes(self, topic: str, payload: bytes) -> None:
         """Called on the link's thread: parse here, hand over to the loop."""
         message = parse_ota_message(payload)
         if isinstance(message, OtaRequest):
-            logger.info("OTA assignment received: {} {}", message.title, message.version)
+            # repr: the values come from the network (a newline would forge a log line)
+            logger.info("OTA assignment received: {!r} {!r}", message.title, message.version)
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._offer, message)
         elif isinstance(message, OtaDeleted):
             logger.info("OTA attributes deleted: {}", ", ".join(message.keys))
         else:
-            logger.debug("attribute message on {} ignored: {}", topic, message)
+            logger.debug("attribute message on {!r} ignored: {}", topic, message)
 
     def _offer(self, request: OtaRequest) -> None:
         if self._pending is not None:
-            logger.info("queued {} superseded by {}", self._pending.version, request.version)
+            logger.info("queued {!r} superseded by {!r}", self._pending.version, request.version)
         self._pending = request
         self._ota_ready.set()
 
@@ -115,7 +130,7 @@ class Runner:
             try:
                 await self._worker.submit(self._gateway.service.handle_request, request)
             except Exception:  # noqa: BLE001 - the runner must outlive any single update
-                logger.exception("update to {} crashed", request.version)
+                logger.exception("update to {!r} crashed", request.version)
                 await self._worker.submit(self._gateway.service.recover)
 
     # -------------------------------------------------------------- watchdog
