@@ -31,11 +31,20 @@ def configure(settings: Settings | None = None, **overrides: object) -> Gateway:
     """(Re)build the process-wide gateway; ``overrides`` replace providers by instance."""
     global _container  # noqa: PLW0603 - the seed's process-level singleton
     with _lock:
+        if _container is not None and not _container.telemetry.overridden:
+            _container.telemetry().stop()  # one link per outbox
         container = build_container(settings or load_settings(), **overrides)
+        gateway: Gateway = container.gateway()
         if "telemetry" not in overrides:
+            # teg-ota's own link: act on the assignments it receives, off its thread (an
+            # update builds and waits out the health grace).
+            container.inbox().attach(
+                lambda _topic, payload: threading.Thread(
+                    target=gateway.handle_attributes, args=(payload,), daemon=True
+                ).start()
+            )
             container.telemetry().start()
         _container = container
-        gateway: Gateway = container.gateway()
         return gateway
 
 
@@ -77,11 +86,17 @@ class GatewayDockerClient(_Singleton):
             return None
 
     def get_controller_version(self) -> str | None:
-        state = _get().runtime().controller_state()
+        try:
+            state = _get().runtime().controller_state()
+        except ContainerRuntimeError:
+            return None
         return state.version if state.running else None
 
     def get_edge_startup_timestamp_ms(self) -> int | None:
-        state = _get().runtime().controller_state()
+        try:
+            state = _get().runtime().controller_state()
+        except ContainerRuntimeError:
+            return None
         return state.started_at_ms if state.running else None
 
     def get_last_launched_controller_version(self) -> str | None:
@@ -106,7 +121,10 @@ class GatewayDockerClient(_Singleton):
         return image_tag(_get().settings().image_prefix, parse_version(version))
 
     def prune_containers(self) -> None:
-        _get().runtime().prune_stopped_containers()
+        try:
+            _get().runtime().prune_stopped_containers()
+        except ContainerRuntimeError:
+            return
 
     def start_controller(self, version_to_launch: str) -> None:
         _gateway().service.start_controller(version_to_launch)

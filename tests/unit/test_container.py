@@ -3,7 +3,9 @@ intends: the library facade and the seed-compatible names work over the same cor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +114,35 @@ def test_seed_names_work_over_the_new_core(seed_api: Fakes) -> None:
     assert docker_client.is_controller_running() is False
     docker_client.set_last_launched_controller_version("v1.0")
     assert docker_client.last_launched_version == "v1.0"
+
+
+def test_compat_with_its_own_link_acts_on_received_assignments(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Without a telemetry override compat starts teg-ota's own MQTT link (here towards a
+    port where nothing listens) and must act on what that link receives."""
+    overrides = fakes.overrides()
+    del overrides["telemetry"]
+    settings = Settings(
+        sw_title="teg-controller",
+        health_grace_s=5,
+        image_prefix=PREFIX,
+        data_path=str(tmp_path),
+        mqtt_host="127.0.0.1",
+        mqtt_port=9,
+    )
+    gateway = compat.configure(settings, **overrides)
+    try:
+        assert compat._container is not None
+        compat._container.inbox()(
+            "v1/devices/me/attributes", b'{"sw_title":"teg-controller","sw_version":"v1.1"}'
+        )
+        deadline = time.monotonic() + 10
+        while fakes.runtime.running_version != "v1.1" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fakes.runtime.running_version == "v1.1"
+        assert gateway.status().last_launched == "v1.1"
+    finally:
+        assert compat._container is not None
+        compat._container.telemetry().stop(1)
+        compat._container = None

@@ -60,6 +60,7 @@ def test_environment_values_are_parsed() -> None:
         ("TEG_DEFAULT_CONTROLLER_VERSION", "--upload-pack=x"),
         ("TEG_CONTROLLER_CONTAINER", "bad name;rm"),
         ("TEG_CONTROLLER_IMAGE_PREFIX", "Upper-"),
+        ("TEG_CONTROLLER_IMAGE_PREFIX", "a" * 41),
         ("TEG_CONTROLLER_NETWORK_MODE", "host;x"),
         ("TEG_CONTROLLER_RESTART_POLICY", "sometimes"),
         ("TEG_CONTROLLER_ENV", "no-equals"),
@@ -123,3 +124,10 @@ def test_domain_settings_are_derived() -> None:
 
     assert settings.update_settings().min_free_disk_bytes == 100 * 2**20
     assert settings.watchdog_settings().backoff.max_s == 8
+
+
+def test_controller_environment_errors_do_not_echo_values() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({**BASE, "TEG_CONTROLLER_ENV": "API_KEY=s3cret;garbage-s3cret"})
+
+    assert "s3cret" not in str(error.value)

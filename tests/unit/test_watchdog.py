@@ -39,6 +39,11 @@ class Guarded(World):
         return waited
 
 
+def states(world: Guarded) -> list[dict[str, object]]:
+    """The controller_state telemetry, without the current_sw_* reports beside it."""
+    return [values for values in world.telemetry.values if "controller_state" in values]
+
+
 @pytest.fixture
 def guarded() -> Guarded:
     return Guarded()
@@ -59,6 +64,9 @@ def test_stopped_controller_is_restarted_after_a_short_wait(guarded: Guarded) ->
     assert guarded.runtime.running_version == "v1.0"
     assert guarded.runtime.calls == [f"run {tag('v1.0')}"]
     assert guarded.telemetry.reports == []
+    assert {"current_sw_title": "teg-controller", "current_sw_version": "v1.0"} in (
+        guarded.telemetry.values
+    )
 
 
 def test_repeated_crashes_back_off_exponentially_and_are_reported(guarded: Guarded) -> None:
@@ -69,7 +77,7 @@ def test_repeated_crashes_back_off_exponentially_and_are_reported(guarded: Guard
         guarded.clock.advance(1)  # crashes one second after each start
 
     assert waits == [2, 4, 8, 16]
-    loop_reports = [v for v in guarded.telemetry.values if v["controller_state"] == "CRASH_LOOP"]
+    loop_reports = [v for v in states(guarded) if v["controller_state"] == "CRASH_LOOP"]
     assert len(loop_reports) == 1
     assert loop_reports[0]["controller_last_exit_code"] == 2
     assert guarded.watchdog.backoff.crash_looping
@@ -84,7 +92,7 @@ def test_a_stable_run_resets_the_backoff(guarded: Guarded) -> None:
 
     guarded.runtime.kill()
     assert guarded.tick_until_restart() == 2
-    assert {"controller_state": "RUNNING"}.items() <= guarded.telemetry.values[-1].items()
+    assert states(guarded)[-1]["controller_state"] == "RUNNING"
 
 
 def test_no_known_version_asks_thingsboard_and_reports_failed_once(guarded: Guarded) -> None:
@@ -140,7 +148,7 @@ def test_a_new_version_starts_with_a_clean_backoff(guarded: Guarded) -> None:
     guarded.tick()
 
     assert guarded.watchdog.backoff.failures == 0
-    assert guarded.telemetry.values[-1]["controller_state"] == "RUNNING"
+    assert states(guarded)[-1]["controller_state"] == "RUNNING"
     guarded.runtime.kill()
     assert guarded.tick_until_restart() == 2
 

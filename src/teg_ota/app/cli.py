@@ -22,6 +22,8 @@ from teg_ota.app.logging_setup import configure_logging
 from teg_ota.app.process_lock import AlreadyLocked, ProcessLock
 from teg_ota.app.runner import FLUSH_TIMEOUT_S, run_forever
 from teg_ota.app.settings import ConfigError, Settings, load_settings
+from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.versions import parse_version
 from teg_ota.ports.telemetry_sink import OtaReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_ENGINE = 0, 1, 2, 3, 4
@@ -108,6 +110,12 @@ def _operate(settings: Settings, version: str | None, force: bool) -> int:
     def show(line: str) -> None:
         print(line, flush=True)
 
+    if version is not None:
+        try:
+            version = parse_version(version).value
+        except InvalidVersion as exc:  # a typo is the operator's, not a device failure
+            print(f"teg-ota: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         lock = ProcessLock(settings.data_path)
         lock.acquire()
@@ -118,12 +126,15 @@ def _operate(settings: Settings, version: str | None, force: bool) -> int:
         container = _container(settings)
         link = container.telemetry()
         link.start()
-        gateway = container.gateway()
-        if version is None:
-            result = gateway.rollback()
-        else:
-            result = gateway.update(version, force=force, on_progress=show)
-        link.stop(FLUSH_TIMEOUT_S)
+        try:
+            gateway = container.gateway()
+            gateway.recover()  # finish an interrupted update before starting another
+            if version is None:
+                result = gateway.rollback()
+            else:
+                result = gateway.update(version, force=force, on_progress=show)
+        finally:
+            link.stop(FLUSH_TIMEOUT_S)
     finally:
         lock.release()
     print(f"{result.outcome.value}: {result.error or result.version}")

@@ -1,8 +1,8 @@
 """Where attribute messages from the MQTT link go.
 
-The link is built before anyone consumes its messages (the runner attaches later, an
-embedding product may never), so the container wires it to this inbox; without a handler
-the message is handed to the gateway synchronously, which is the seed's behaviour.
+The link is built before anyone consumes its messages (the runner and ``teg_ota.compat``
+attach a handler; a CLI command never does), so the container wires it to this inbox.
+Without a handler a message is dropped: nobody is there to act on it.
 """
 
 from __future__ import annotations

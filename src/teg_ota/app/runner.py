@@ -26,8 +26,9 @@ from teg_ota.app.container import Container
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.serial_worker import SerialWorker
 from teg_ota.app.settings import Settings
+from teg_ota.domain.journal import JournalPhase
 from teg_ota.domain.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
-from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
+from teg_ota.ports.container_runtime import ContainerRuntime
 
 SHUTDOWN_GRACE_S = 5.0
 FLUSH_TIMEOUT_S = 3.0
@@ -52,6 +53,7 @@ class Runner:
         self._ota_ready = asyncio.Event()
         self._controller_exited = asyncio.Event()
         self._stopping = threading.Event()
+        self._rearm = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -77,6 +79,13 @@ class Runner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         finished = await asyncio.to_thread(self._worker.wait_idle, SHUTDOWN_GRACE_S)
+        if not finished and self._mid_swap():
+            # Stopping the old and starting the new controller takes at most the stop
+            # grace: let the swap finish rather than leave a rollback to the next start.
+            logger.info("a container swap is under way; letting it finish")
+            finished = await asyncio.to_thread(
+                self._worker.wait_idle, self._settings.stop_grace_s + SHUTDOWN_GRACE_S
+            )
         if not finished:
             logger.warning("abandoning the current step; the journal resumes it at next start")
         self._container.inbox().attach(None)
@@ -87,17 +96,34 @@ class Runner:
         return 0
 
     async def _start(self, link: object, tasks: list[asyncio.Task[None]]) -> None:
-        await self._worker.submit(self._gateway.recover)
-        await self._worker.submit(self._gateway.ensure_running)
+        # Online first: a first build can take minutes, and ThingsBoard should see the
+        # device (and its states, through the durable outbox) meanwhile. Assignments that
+        # arrive now wait in the mailbox until start-up is done.
         self._container.inbox().attach(self._on_attributes)
         if isinstance(link, _Link):
             link.start()
+        for step in (self._gateway.recover, self._gateway.ensure_running):
+            try:
+                await self._worker.submit(step)
+            except Exception:  # noqa: BLE001 - the watchdog retries what start-up could not
+                logger.exception("start-up step {} failed", step.__name__)
+        await self._worker.submit(self._gateway.service.report_current_software)
         watcher = threading.Thread(target=self._watch_exits, name="teg-ota-exits", daemon=True)
         watcher.start()
         tasks += [
             asyncio.create_task(self._serve_ota(), name="ota"),
             asyncio.create_task(self._serve_watchdog(), name="watchdog"),
         ]
+
+    def _mid_swap(self) -> bool:
+        try:
+            journal = self._container.store().journal()
+        except Exception:  # noqa: BLE001
+            return False
+        return journal is not None and journal.phase in (
+            JournalPhase.SWAPPING,
+            JournalPhase.ROLLING_BACK,
+        )
 
     # ------------------------------------------------------------------ OTA
 
@@ -131,35 +157,48 @@ class Runner:
                 await self._worker.submit(self._gateway.service.handle_request, request)
             except Exception:  # noqa: BLE001 - the runner must outlive any single update
                 logger.exception("update to {!r} crashed", request.version)
-                await self._worker.submit(self._gateway.service.recover)
+                with contextlib.suppress(Exception):  # the watchdog retries the recovery
+                    await self._worker.submit(self._gateway.service.recover)
+            self._rearm.set()
 
     # -------------------------------------------------------------- watchdog
 
     def _watch_exits(self) -> None:
-        """Follow the runtime's exit events; wake the watchdog within a second of an exit."""
+        """Follow the runtime's exit events and wake the watchdog at once on an exit.
+
+        After an exit it stays quiet until the watchdog (or an update) has acted, or
+        ``_WATCHER_REARM_S`` passed: while the controller is down the watchdog's own timer
+        schedules the restart, and re-reading "still down" every second would only spin.
+        """
         while not self._stopping.is_set():
             try:
                 exited = self._runtime.wait_for_exit(_WATCHER_REARM_S)
-            except ContainerRuntimeError as exc:
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive engine trouble
                 logger.debug("exit watcher: {}", exc)
-                exited = None
                 self._stopping.wait(_WATCHER_REARM_S)
+                continue
             if exited is not None and self._loop is not None:
+                self._rearm.clear()
                 self._loop.call_soon_threadsafe(self._controller_exited.set)
-                self._stopping.wait(1.0)
+                self._rearm.wait(_WATCHER_REARM_S)
 
     async def _serve_watchdog(self) -> None:
         interval = self._settings.watchdog_interval_s
         while True:
             delay = interval
-            restart_in = self._gateway.watchdog.seconds_until_restart()
-            if 0 < restart_in < delay:
-                delay = restart_in
+            try:
+                # Through the worker: the backoff state is only ever touched on its thread.
+                restart_in = await self._worker.submit(self._gateway.watchdog.seconds_until_restart)
+                if 0 < restart_in < delay:
+                    delay = restart_in
+            except Exception:  # noqa: BLE001
+                logger.exception("watchdog schedule failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._controller_exited.wait(), timeout=delay)
             self._controller_exited.clear()
             try:
-                await self._worker.submit(self._gateway.watchdog_tick)
+                if await self._worker.submit(self._gateway.watchdog_tick):
+                    self._rearm.set()
             except Exception:  # noqa: BLE001
                 logger.exception("watchdog tick failed")
 

@@ -27,7 +27,9 @@ class ConfigError(ValueError):
     """A setting has an invalid value; the message names the variable."""
 
 
-_PREFIX_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*-?")
+_PREFIX_RE = re.compile(r"(?=.{1,40}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*-?")
+"""At most 40 characters: with the longest encoded version the image name stays within
+Docker's 255-character limit."""
 _CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 _NETWORK_RE = re.compile(r"host|none|bridge|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
 _RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
@@ -189,7 +191,8 @@ def _env_map(value: str) -> dict[str, str]:
             continue
         key, sep, val = item.strip().partition("=")
         if not sep or not _ENV_NAME_RE.fullmatch(key):
-            raise ValueError(f"expected KEY=value pairs separated by ';', got {item!r}")
+            # the value may be a secret: name the position, never echo the entry
+            raise ValueError(f"entry {len(result) + 1} is not KEY=value (pairs separated by ';')")
         result[key] = val
     return result
 
@@ -263,7 +266,8 @@ def load_settings(
         try:
             values[field_name] = parse(text.strip() if field_name != "mqtt_token" else text)
         except ValueError as exc:
-            shown = "***" if name == "TEG_MQTT_TOKEN" else repr(text[:80])
+            secret = name in ("TEG_MQTT_TOKEN", "TEG_CONTROLLER_ENV", "TEG_CONTROLLER_GIT_URL")
+            shown = "***" if secret else repr(text[:80])
             raise ConfigError(f"{name}={shown}: {exc}") from None
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_consistency(settings)

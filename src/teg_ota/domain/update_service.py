@@ -156,6 +156,21 @@ class UpdateService:
             return self.current_title(), None
         return self.current_title(), state.version if state.running else None
 
+    def report_current_software(self) -> None:
+        """Tell ThingsBoard what runs now (``current_sw_title`` / ``current_sw_version``):
+        after start-up and after the watchdog started a controller, not only on connect."""
+        title, version = self.current_software()
+        values = {
+            key: value
+            for key, value in (("current_sw_title", title), ("current_sw_version", version))
+            if value is not None
+        }
+        if values:
+            try:
+                self._telemetry.publish_telemetry(values)
+            except TelemetryError as exc:
+                log.error("could not queue the current software: %s", exc)
+
     # ------------------------------------------------------------ OTA requests
 
     def handle_attributes(self, payload: object) -> bool:
@@ -328,6 +343,8 @@ class UpdateService:
             with self._lock:
                 restarted = restart()
             if restarted is not None:
+                if restarted.outcome is Outcome.UPDATED:
+                    self.report_current_software()
                 self._drain()
                 return restarted
             return self.start_controller_safely(version)
