@@ -12,9 +12,6 @@ cd "$ROOT"
 
 bash "$ROOT/scripts/ensure-infra.sh"
 
-if [[ ! -x .venv/bin/python ]]; then
-    python3 -m venv .venv
-fi
-.venv/bin/pip install -q -e .
+bash "$ROOT/scripts/ensure-venv.sh"
 
 exec .venv/bin/python scripts/demo.py "$@"

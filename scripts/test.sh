@@ -15,10 +15,7 @@ section "infrastructure (scripts/ensure-infra.sh)"
 bash "$ROOT/scripts/ensure-infra.sh"
 
 section "virtualenv (.venv)"
-if [[ ! -x .venv/bin/python ]]; then
-    python3 -m venv .venv
-fi
-.venv/bin/pip install -q -e '.[dev]'
+bash "$ROOT/scripts/ensure-venv.sh" dev
 
 section "ruff check src tests"
 .venv/bin/ruff check src tests
