@@ -221,7 +221,7 @@ class UpdateService:
                 with self._state_lock:
                     pending, self._pending = self._pending, None
                 if pending is not None:
-                    log.info("running the queued request for %s", pending.version)
+                    log.info("running the queued request for %r", pending.version)
                     self._handle_locked(pending, on_progress or _quiet)
             finally:
                 self._lock.release()
@@ -240,7 +240,7 @@ class UpdateService:
                 replaced = self._pending
                 self._pending = request
                 if replaced is not None:
-                    log.info("request for %s superseded by %s", replaced.version, request.version)
+                    log.info("request for %r superseded by %r", replaced.version, request.version)
                 return UpdateResult(Outcome.DEFERRED, version=decision.version.value)
         if isinstance(decision, Reject):
             self._report_alone(OtaState.FAILED, decision.error)
@@ -252,7 +252,7 @@ class UpdateService:
         try:
             state = self._runtime.controller_state()
         except RuntimeUnavailable as exc:
-            error = f"update to {request.version} not started: {exc}"
+            error = f"update to {request.version!r} not started: {exc}"
             self._report_alone(OtaState.FAILED, error)
             return UpdateResult(Outcome.FAILED, version=request.version, error=error)
         running = state.version if state.running else None
