@@ -7,7 +7,6 @@ several conftest modules; pytest does not make ``import conftest`` reliable).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -15,12 +14,10 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled
@@ -28,8 +25,8 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image ca
 import docker
 import pytest
 from gmqtt import Client as GmqttClient
-from gmqtt import Subscription
 from gmqtt.mqtt.constants import MQTTv311
+from mqtt_thread import ThreadedMqttClient
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
@@ -230,12 +227,14 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(flt) == len(parts)
 
 
-class MqttRecorder:
+class MqttRecorder(ThreadedMqttClient):
     """Synchronous wrapper around a gmqtt client running on its own event loop thread.
 
     Subscribes to ``topics`` with QoS 1 (again after every reconnect), records every message
     as ``Received(topic, payload)`` in arrival order, and publishes with ``publish()``.
     """
+
+    _label = "recorder"
 
     def __init__(
         self,
@@ -249,63 +248,24 @@ class MqttRecorder:
         version: int = MQTTv311,
         keepalive: int = 30,
     ) -> None:
-        self.host, self.port = host, port
-        self._topics: list[str] = list(topics)
-        self._username, self._password = username, password
-        self._client_id = client_id or f"recorder-{uuid.uuid4().hex[:8]}"
-        self._version, self._keepalive = version, keepalive
-        self._cond = threading.Condition()
-        self._messages: list[Received] = []
-        self._pending_subacks: set[int] = set()
-        self._listeners: list[Callable[[Received], None]] = []
-        self.listener_errors: list[BaseException] = []
-        self._connected = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"mqtt-{self._client_id}", daemon=True
+        super().__init__(
+            host,
+            port,
+            client_id or f"recorder-{uuid.uuid4().hex[:8]}",
+            username=username,
+            password=password,
+            keepalive=keepalive,
+            version=version,
         )
-        self._client: GmqttClient | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self, timeout: float = 15.0) -> Self:
-        """Connect (retrying refused TCP connects until ``timeout``) and wait for the SUBACKs."""
-        self._thread.start()
-        self._run(self._connect(timeout), timeout + 5)
-        self.wait_subscribed(timeout)
-        return self
-
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            if not self._loop.is_closed():
-                self._loop.close()
-            return
-        with contextlib.suppress(Exception):
-            self._run(self._disconnect(), 5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self._topics: list[str] = list(topics)
+        self._messages: list[Received] = []
+        self._listeners: list[Callable[[Received], None]] = []
 
     # -- API ------------------------------------------------------------------------------------
     @property
     def client(self) -> GmqttClient:
         assert self._client is not None, "recorder not started"
         return self._client
-
-    @property
-    def is_connected(self) -> bool:
-        with self._cond:
-            return self._connected
 
     @property
     def messages(self) -> list[Received]:
@@ -322,11 +282,7 @@ class MqttRecorder:
         self.wait_subscribed(timeout)
 
     def wait_subscribed(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            if not self._cond.wait_for(
-                lambda: self._connected and not self._pending_subacks, timeout
-            ):
-                raise TimeoutError(f"no SUBACK within {timeout}s for {self._topics}")
+        self._wait_ready(timeout)
 
     def publish(
         self,
@@ -340,10 +296,9 @@ class MqttRecorder:
     ) -> None:
         if isinstance(payload, dict | list):
             payload = json.dumps(payload)
-        if threading.current_thread() is self._thread:  # from a listener: do not wait on itself
-            self.client.publish(topic, payload, qos=qos, retain=retain)
-            return
-        self._run(self._publish(topic, payload, qos, retain, wait_ack), timeout)
+        self._publish_blocking(
+            topic, payload, qos=qos, retain=retain, wait_ack=wait_ack, timeout=timeout
+        )
 
     def add_listener(self, callback: Callable[[Received], None]) -> None:
         """Call ``callback(message)`` for each message, after recording it, on the loop thread.
@@ -374,86 +329,19 @@ class MqttRecorder:
     def on(self, topic_filter: str) -> list[Received]:
         return [m for m in self.messages if topic_matches(topic_filter, m.topic)]
 
-    # -- loop-thread internals ------------------------------------------------------------------
-    def _run(self, coro: Any, timeout: float) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    # -- ThreadedMqttClient hooks (loop thread) -------------------------------------------------
+    def _subscriptions(self) -> Sequence[str]:
+        return self._topics
 
-    async def _connect(self, timeout: float) -> None:
-        client = GmqttClient(self._client_id)
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
-        if self._username is not None:
-            client.set_auth_credentials(self._username, self._password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
-        deadline = time.monotonic() + timeout
-        while True:  # gmqtt's first connect() does not retry
-            try:
-                await client.connect(
-                    self.host, self.port, keepalive=self._keepalive, version=self._version
-                )
-                return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(0.2)
+    def _not_ready_message(self, timeout: float) -> str:
+        return f"no SUBACK within {timeout}s for {self._topics}"
 
-    async def _disconnect(self) -> None:
-        if self._client is not None:
-            await self._client.disconnect()
-        current = asyncio.current_task()
-        for task in asyncio.all_tasks():
-            if task is not current:
-                task.cancel()
-
-    async def _subscribe(self, topics: Sequence[str]) -> None:
-        if self._client is not None and self._client.is_connected and topics:
-            self._send_subscribe(self._client, topics)
-
-    async def _publish(
-        self, topic: str, payload: bytes | str, qos: int, retain: bool, wait_ack: bool
+    def _handle_message(
+        self, client: GmqttClient, topic: str, payload: bytes, properties: Any
     ) -> None:
-        client = self.client
-        client.publish(topic, payload, qos=qos, retain=retain)
-        if wait_ack and qos > 0:
-            # gmqtt has no PUBACK callback; its store of in-flight messages empties on PUBACK.
-            await client._persistent_storage.wait_empty()
-
-    def _send_subscribe(self, client: GmqttClient, topics: Sequence[str]) -> None:
-        mid = client.subscribe([Subscription(t, qos=1) for t in topics])
-        with self._cond:
-            self._pending_subacks.add(mid)
-
-    def _on_connect(self, client: GmqttClient, flags: int, rc: int, properties: Any) -> None:
-        with self._cond:
-            self._connected = True
-            self._pending_subacks.clear()
-            self._cond.notify_all()
-        if self._topics:  # gmqtt does not re-subscribe after a reconnect by itself
-            self._send_subscribe(client, self._topics)
-
-    def _on_disconnect(self, client: GmqttClient, packet: Any, exc: Any = None) -> None:
-        with self._cond:
-            self._connected = False
-            self._cond.notify_all()
-
-    def _on_subscribe(self, client: GmqttClient, mid: int, qos: Any, properties: Any) -> None:
-        with self._cond:
-            self._pending_subacks.discard(mid)
-            self._cond.notify_all()
-
-    def _on_message(
-        self, client: GmqttClient, topic: str, payload: bytes, qos: int, properties: Any
-    ) -> int:
-        message = Received(topic, bytes(payload))
+        message = Received(topic, payload)
         with self._cond:
             self._messages.append(message)
             self._cond.notify_all()
         for listener in self._listeners:
-            try:
-                listener(message)
-            except Exception as exc:
-                self.listener_errors.append(exc)
-        return 0  # PUBACK: success
+            self._guarded(listener, message)

@@ -19,29 +19,24 @@ Telemetry with the same ``ts`` and values received twice (an at-least-once re-se
 lost PUBACK) is stored once by ThingsBoard (a time series is keyed by timestamp):
 :meth:`sw_states` counts it once too; :attr:`duplicates` says how many were merged.
 
-It is built on its own small gmqtt client rather than on harness.MqttRecorder because the
-demo imports it without pytest/testcontainers (harness imports both), and because it keeps a
-persistent MQTT session (``clean_session=False``, fixed client id): with a broker that has
-persistence enabled, nothing the device sends while the stand-in reconnects after a broker
-restart is lost, which is what the real server guarantees.
+It is built on mqtt_thread.ThreadedMqttClient (as harness.MqttRecorder is) rather than on
+the recorder because the demo imports it without pytest/testcontainers (harness imports
+both), and because it keeps a persistent MQTT session (``clean_session=False``, fixed client
+id): with a broker that has persistence enabled, nothing the device sends while the stand-in
+reconnects after a broker restart is lost, which is what the real server guarantees.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from gmqtt import Client as GmqttClient
-from gmqtt import Subscription
-from gmqtt.mqtt.constants import MQTTv311
+from mqtt_thread import ThreadedMqttClient
 
 TELEMETRY_TOPIC = "v1/devices/me/telemetry"
 ATTRIBUTES_TOPIC = "v1/devices/me/attributes"
@@ -91,12 +86,14 @@ class _Assigned:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-class ThingsBoardStandIn:
+class ThingsBoardStandIn(ThreadedMqttClient):
     """See the module docstring. Thread-safe; start() before use, close() at the end.
 
     ``on_telemetry(entry)`` (optional) is called on the MQTT thread for every new entry
     (after de-duplication); it must not block.
     """
+
+    _label = "ThingsBoard stand-in"
 
     def __init__(
         self,
@@ -107,76 +104,26 @@ class ThingsBoardStandIn:
         persistent: bool = True,
         on_telemetry: Callable[[Telemetry], None] | None = None,
     ) -> None:
-        self.host, self.port = host, port
-        self.client_id = client_id or f"tb-standin-{uuid.uuid4().hex[:8]}"
-        self._persistent = persistent
+        super().__init__(
+            host,
+            port,
+            client_id or f"tb-standin-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
+            reconnect_delay=0.5,
+        )
         self._on_telemetry = on_telemetry
-        self._cond = threading.Condition()
         self._telemetry: list[Telemetry] = []
         self._seen: set[tuple[int, str]] = set()
         self._received_count = 0
         self.duplicates = 0
         self._requests: list[AttributeRequest] = []
         self.protocol_errors: list[str] = []
-        self.listener_errors: list[BaseException] = []
         self._assigned = _Assigned()
-        self._connected = False
-        self._connections = 0
-        self._pending_subacks: set[int] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"mqtt-{self.client_id}", daemon=True
-        )
-        self._client: GmqttClient | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self, timeout: float = 15.0) -> Self:
-        self._thread.start()
-        self._run(self._connect(timeout), timeout + 5)
-        self.wait_connected(timeout)
-        return self
-
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            if not self._loop.is_closed():
-                self._loop.close()
-            return
-        with contextlib.suppress(Exception):
-            self._run(self._disconnect(), 5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        with contextlib.suppress(RuntimeError):
-            self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def is_connected(self) -> bool:
-        with self._cond:
-            return self._connected
-
-    @property
-    def connections(self) -> int:
-        """How many times the stand-in's own session was (re)established."""
-        with self._cond:
-            return self._connections
-
+    # -- lifecycle (start, close, is_connected, connections: ThreadedMqttClient) -------------
     def wait_connected(self, timeout: float = 15.0) -> None:
         """Connected and subscribed (SUBACK received)."""
-        with self._cond:
-            if not self._cond.wait_for(
-                lambda: self._connected and not self._pending_subacks, timeout
-            ):
-                raise TimeoutError(f"ThingsBoard stand-in not connected within {timeout}s")
+        self._wait_ready(timeout)
 
     # -- the server side: shared attributes -------------------------------------------------------
     @property
@@ -202,7 +149,7 @@ class ThingsBoardStandIn:
         """Push anything on ``v1/devices/me/attributes`` (for hostile-input tests too)."""
         if isinstance(payload, Mapping | list):
             payload = json.dumps(payload)
-        self._publish(ATTRIBUTES_TOPIC, payload)
+        self._publish_blocking(ATTRIBUTES_TOPIC, payload, timeout=15, connect_timeout=10)
 
     # -- what the device sent -----------------------------------------------------------------
     @property
@@ -288,96 +235,19 @@ class ThingsBoardStandIn:
             ]
         return "\n".join(lines) or "(nothing received)"
 
-    # -- MQTT internals (loop thread) ---------------------------------------------------------
-    def _run(self, coro: Any, timeout: float) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    # -- ThreadedMqttClient hooks (loop thread) ---------------------------------------------
+    def _subscriptions(self) -> Sequence[str]:
+        return (TELEMETRY_TOPIC, REQUEST_PREFIX + "+")
 
-    def _publish(self, topic: str, payload: bytes | str) -> None:
-        if threading.current_thread() is self._thread:
-            self._client_or_fail().publish(topic, payload, qos=1, retain=False)
-            return
-        self._run(self._publish_async(topic, payload), 15)
-
-    def _client_or_fail(self) -> GmqttClient:
-        if self._client is None:
-            raise RuntimeError("ThingsBoard stand-in not started")
-        return self._client
-
-    async def _publish_async(self, topic: str, payload: bytes | str) -> None:
-        client = self._client_or_fail()
-        deadline = time.monotonic() + 10
-        while not client.is_connected:  # e.g. right after a broker restart
-            if time.monotonic() > deadline:
-                raise TimeoutError("ThingsBoard stand-in is not connected; cannot publish")
-            await asyncio.sleep(0.05)
-        client.publish(topic, payload, qos=1, retain=False)
-        await client._persistent_storage.wait_empty()  # gmqtt: empties on PUBACK
-
-    async def _connect(self, timeout: float) -> None:
-        client = GmqttClient(self.client_id, clean_session=not self._persistent)
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": 0.5})
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
-        deadline = time.monotonic() + timeout
-        while True:  # gmqtt's first connect() does not retry
-            try:
-                await client.connect(self.host, self.port, keepalive=30, version=MQTTv311)
-                return
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(0.2)
-
-    async def _disconnect(self) -> None:
-        if self._client is not None:
-            await self._client.disconnect()
-        # Let gmqtt's own fire-and-forget tasks (a reconnect attempt that now sees the client
-        # inactive) finish: cancelling them makes their done-callback raise.
-        await asyncio.sleep(0.1)
-        current = asyncio.current_task()
-        for task in asyncio.all_tasks():
-            if task is not current:
-                task.cancel()
-
-    def _on_connect(self, client: GmqttClient, flags: int, rc: int, properties: Any) -> None:
-        mid = client.subscribe(
-            [
-                Subscription(TELEMETRY_TOPIC, qos=1),
-                Subscription(REQUEST_PREFIX + "+", qos=1),
-            ]
-        )
-        with self._cond:
-            self._connected = True
-            self._connections += 1
-            self._pending_subacks = {mid}
-            self._cond.notify_all()
-
-    def _on_disconnect(self, client: GmqttClient, packet: Any, exc: Any = None) -> None:
-        with self._cond:
-            self._connected = False
-            self._cond.notify_all()
-
-    def _on_subscribe(self, client: GmqttClient, mid: int, qos: Any, properties: Any) -> None:
-        with self._cond:
-            self._pending_subacks.discard(mid)
-            self._cond.notify_all()
-
-    def _on_message(
-        self, client: GmqttClient, topic: str, payload: bytes, qos: int, properties: Any
-    ) -> int:
-        try:
-            if properties.get("retain"):
-                self._violation(f"retained message from the device on {topic}")
-            if topic == TELEMETRY_TOPIC:
-                self._on_telemetry_message(bytes(payload))
-            elif topic.startswith(REQUEST_PREFIX):
-                self._on_request(client, topic[len(REQUEST_PREFIX) :], bytes(payload))
-        except Exception as exc:  # a stand-in bug must show up in the test, not hang it
-            self.listener_errors.append(exc)
-        return 0  # PUBACK: success
+    def _handle_message(
+        self, client: GmqttClient, topic: str, payload: bytes, properties: Any
+    ) -> None:
+        if properties.get("retain"):
+            self._violation(f"retained message from the device on {topic}")
+        if topic == TELEMETRY_TOPIC:
+            self._on_telemetry_message(payload)
+        elif topic.startswith(REQUEST_PREFIX):
+            self._on_request(client, topic[len(REQUEST_PREFIX) :], payload)
 
     def _violation(self, text: str) -> None:
         with self._cond:
