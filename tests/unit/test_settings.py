@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from teg_ota.app.settings import VARIABLES, ConfigError, Settings, load_settings
+from teg_ota.app.settings import (
+    VARIABLES,
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
 
 BASE = {"GATEWAY_DATA_PATH": "/data", "CONTROLLER_GIT_PATH": "/repo"}
 
@@ -131,3 +137,14 @@ def test_controller_environment_errors_do_not_echo_values() -> None:
         load_settings({**BASE, "TEG_CONTROLLER_ENV": "API_KEY=s3cret;garbage-s3cret"})
 
     assert "s3cret" not in str(error.value)
+
+
+def test_misspelled_variables_are_named() -> None:
+    environ = {
+        "TEG_MQTT_HOTS": "x",
+        "TEG_MQTT_HOST": "y",
+        "PATH": "/bin",
+        "GATEWAY_DATA_PATH": "/d",
+    }
+
+    assert unknown_variables(environ) == ["TEG_MQTT_HOTS"]

@@ -15,13 +15,15 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 
+from loguru import logger
+
 from teg_ota import __version__
 from teg_ota.app.container import Container, build_container
 from teg_ota.app.doctor import run_checks
 from teg_ota.app.logging_setup import configure_logging
 from teg_ota.app.process_lock import AlreadyLocked, ProcessLock
 from teg_ota.app.runner import FLUSH_TIMEOUT_S, run_forever
-from teg_ota.app.settings import ConfigError, Settings, load_settings
+from teg_ota.app.settings import ConfigError, Settings, load_settings, unknown_variables
 from teg_ota.domain.errors import InvalidVersion
 from teg_ota.domain.versions import parse_version
 from teg_ota.ports.telemetry_sink import OtaReport
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"teg-ota: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
+    for name in unknown_variables():
+        logger.warning("{} is not a teg-ota setting (see docs/configuration.md); ignored", name)
     command = {
         "run": _run,
         "status": _status,

@@ -274,6 +274,13 @@ def load_settings(
     return settings
 
 
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``TEG_*`` variables that are set but mean nothing (a typo silently ignored would
+    leave a default in force)."""
+    environ = os.environ if environ is None else environ
+    return sorted(name for name in environ if name.startswith("TEG_") and name not in VARIABLES)
+
+
 def _read_toml(path: Path) -> dict[str, str]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
