@@ -742,3 +742,30 @@ def test_interrupted_preparation_leaves_a_running_controller_alone(world: World)
 
     assert world.runtime.calls == []
     assert world.telemetry.terminal[0].current_version == "v1.0"
+
+
+def test_a_journal_recovery_cannot_process_does_not_block_the_watchdog(world: World) -> None:
+    world.store.current_journal = UpdateJournal("v1.1", "v1.0", JournalPhase.SWAPPING, 0.0)
+    service = world.new_service()
+
+    def bug(journal: UpdateJournal) -> None:
+        raise ValueError("bug")
+
+    service._recover = bug  # type: ignore[assignment,method-assign]
+
+    result = service.recover()
+
+    assert result.outcome is Outcome.FAILED
+    assert "bug" in (result.error or "")
+    assert world.store.current_journal is None
+
+
+def test_a_journal_whose_update_already_ended_is_only_cleared(world: World) -> None:
+    world.store.current_journal = UpdateJournal(
+        "v1.1", "v1.0", JournalPhase.ROLLING_BACK, 0.0, reported=OtaState.FAILED
+    )
+
+    assert world.service.recover().outcome is Outcome.NOTHING_TO_RECOVER
+    assert world.store.current_journal is None
+    assert world.telemetry.reports == []
+    assert world.runtime.calls == []

@@ -627,7 +627,24 @@ class UpdateService:
             # Without the engine nothing is known: keep the journal, try again later.
             log.error("recovery of the update to %s waits for the engine: %s", journal.target, exc)
             return UpdateResult(Outcome.FAILED, journal.target, None, str(exc))
-        return self._exclusive(lambda: self._recover(journal))
+        if journal.reported is not None and journal.reported.is_terminal:
+            # The update had already ended (its terminal state is out); only the clean-up
+            # was interrupted.
+            self._clear_journal()
+            return UpdateResult(Outcome.NOTHING_TO_RECOVER, journal.target)
+        try:
+            return self._exclusive(lambda: self._recover(journal))
+        except RuntimeUnavailable as exc:
+            log.error("recovery of the update to %s waits for the engine: %s", journal.target, exc)
+            return UpdateResult(Outcome.FAILED, journal.target, None, str(exc))
+        except Exception as exc:
+            # A journal that cannot be recovered must not block the watchdog for ever: the
+            # controller would then never be restarted. Log it, drop it, let the watchdog run.
+            log.exception(
+                "recovery of the update to %s failed; dropping the journal", journal.target
+            )
+            self._clear_journal()
+            return UpdateResult(Outcome.FAILED, journal.target, None, f"recovery failed: {exc}")
 
     def _recover(self, journal: UpdateJournal) -> UpdateResult:
         log.warning("recovering an update interrupted in phase %s: %s", journal.phase, journal)
