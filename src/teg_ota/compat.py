@@ -12,6 +12,7 @@ MQTT link is started.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -27,14 +28,23 @@ _lock = threading.Lock()
 _container: Container | None = None
 
 
+class AlreadyConfigured(RuntimeError):
+    """compat is a process-wide singleton: it is configured once (explicitly, or on first
+    use). Two gateways over one controller and one outbox would fight each other."""
+
+
 def configure(settings: Settings | None = None, **overrides: object) -> Gateway:
-    """(Re)build the process-wide gateway; ``overrides`` replace providers by instance."""
+    """Build the process-wide gateway, once; ``overrides`` replace providers by instance.
+
+    It also recovers an update a crash interrupted, as the runner does at start-up.
+    """
     global _container  # noqa: PLW0603 - the seed's process-level singleton
     with _lock:
-        if _container is not None and not _container.telemetry.overridden:
-            _container.telemetry().stop()  # one link per outbox
+        if _container is not None:
+            raise AlreadyConfigured("teg_ota.compat is already configured in this process")
         container = build_container(settings or load_settings(), **overrides)
         gateway: Gateway = container.gateway()
+        gateway.recover()
         if "telemetry" not in overrides:
             # teg-ota's own link: act on the assignments it receives, off its thread (an
             # update builds and waits out the health grace).
@@ -50,7 +60,8 @@ def configure(settings: Settings | None = None, **overrides: object) -> Gateway:
 
 def _get() -> Container:
     if _container is None:
-        configure()
+        with contextlib.suppress(AlreadyConfigured):  # another thread won the race
+            configure()
     assert _container is not None  # noqa: S101 - set by configure()
     return _container
 

@@ -68,6 +68,7 @@ def test_to_dict_uses_plain_json_values() -> None:
         "commit": COMMIT,
         "new_started_at_ms": 1_700_000_123_456,
         "error": "controller exited with code 1",
+        "version_at_fault": True,
     }
     assert type(data["phase"]) is str
     assert type(data["reported"]) is str

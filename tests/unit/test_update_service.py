@@ -445,6 +445,7 @@ def test_requests_during_an_update_are_coalesced_latest_wins(world: World) -> No
             sent.append(world.service.handle_request(world.request(C4)).outcome)
 
     result = world.service.handle_request(world.request("v1.1"), on_progress=during_build)
+    assert world.service.wait_for_queue(10)
 
     assert sent == [Outcome.DEFERRED, Outcome.DEFERRED]
     assert result.outcome is Outcome.UPDATED
@@ -668,6 +669,7 @@ def test_requests_deferred_by_another_thread_are_served(world: World) -> None:
     assert world.service.handle_request(world.request(C4)).outcome is Outcome.DEFERRED
     release.set()
     worker.join(10)
+    assert world.service.wait_for_queue(10)
 
     assert world.runtime.running_version == C4
     assert f"build {tag('v1.2')}" not in world.runtime.calls

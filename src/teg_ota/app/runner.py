@@ -74,6 +74,9 @@ class Runner:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
         logger.info("stopping: finishing the current step (at most {} s)", SHUTDOWN_GRACE_S)
+        # First: no new container swap may start (one the process might not live to
+        # finish). An update still preparing stops before its swap; the journal retries it.
+        self._gateway.service.hold_swaps()
         self._stopping.set()
         for task in tasks:
             task.cancel()

@@ -45,6 +45,9 @@ class UpdateJournal:
     """When the new container started, for resuming the health gate after a crash."""
     error: str | None = None
     """Why the update is being rolled back (phase ROLLING_BACK)."""
+    version_at_fault: bool = True
+    """ROLLING_BACK: the failure was observed against the new version (it is remembered
+    and not retried), rather than an interruption (it is retried)."""
 
     def at(self, phase: JournalPhase, **changes: object) -> UpdateJournal:
         return replace(self, phase=phase, **changes)  # type: ignore[arg-type]
@@ -63,6 +66,7 @@ class UpdateJournal:
             previous = data.get("previous")
             commit = data.get("commit")
             error = data.get("error")
+            at_fault = data.get("version_at_fault", True)
             target = data["target"]
             started_at = data["started_at"]
             if not isinstance(target, str) or isinstance(started_at, bool):
@@ -85,6 +89,7 @@ class UpdateJournal:
                 commit=commit if isinstance(commit, str) else None,
                 new_started_at_ms=started_ms if isinstance(started_ms, int) else None,
                 error=error if isinstance(error, str) else None,
+                version_at_fault=at_fault if isinstance(at_fault, bool) else True,
             )
         except (KeyError, ValueError) as exc:
             raise CorruptJournal(f"unreadable journal: {exc}") from exc

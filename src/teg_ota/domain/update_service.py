@@ -127,6 +127,10 @@ class UpdateService:
         self._state_lock = threading.Lock()
         self._in_flight: str | None = None
         self._pending: OtaRequest | None = None
+        self._draining = False
+        self._queue_idle = threading.Event()
+        self._queue_idle.set()
+        self._swaps_held = False
         self._last_title: str | None = settings.sw_title
         self._confirmed: str | None = None
 
@@ -189,42 +193,47 @@ class UpdateService:
         if request.title is not None and self._settings.sw_title is None:
             self._last_title = request.title
         if not self._lock.acquire(blocking=False):
-            result = self._defer(request)
-            # The holder may have released the lock between our attempt and the deferral;
-            # whoever gets the lock next drains the mailbox, so try once ourselves.
-            self._drain()
-            return result
+            return self._defer(request)
         try:
-            result = self._handle_locked(request, on_progress or _quiet)
+            return self._handle_locked(request, on_progress or _quiet)
         finally:
             self._lock.release()
-        self._drain(on_progress)
-        return result
+
+    def hold_swaps(self) -> None:
+        """Shutdown: an update may still finish preparing, but starts no container swap."""
+        self._swaps_held = True
 
     def _exclusive(self, operation: Callable[[], UpdateResult]) -> UpdateResult:
-        """Run ``operation`` holding the update lock, then serve requests queued meanwhile."""
         with self._lock:
-            result = operation()
-        self._drain()
-        return result
+            return operation()
 
-    def _drain(self, on_progress: ProgressListener | None = None) -> None:
-        """Serve the queued request (latest wins) if nobody else holds the lock; a holder
-        that is still busy drains the mailbox itself when it releases the lock."""
-        while True:
-            with self._state_lock:
-                if self._pending is None:
-                    return
-            if not self._lock.acquire(blocking=False):
-                return
-            try:
-                with self._state_lock:
-                    pending, self._pending = self._pending, None
-                if pending is not None:
+    def wait_for_queue(self, timeout: float) -> bool:
+        """True once no queued request is waiting or running (tests, embedding products)."""
+        return self._queue_idle.wait(timeout)
+
+    def _serve_queue(self) -> None:
+        """The drainer thread: waits for the lock, runs the latest queued request, repeats.
+
+        Queued requests run here rather than on whichever thread happens to release the
+        lock, so a caller of ``stop_controller`` or of the watchdog never finds itself
+        running somebody else's update, and nothing is stranded when a holder fails.
+        """
+        try:
+            while True:
+                with self._lock:
+                    with self._state_lock:
+                        pending, self._pending = self._pending, None
+                        if pending is None:
+                            self._draining = False
+                            self._queue_idle.set()
+                            return
                     log.info("running the queued request for %r", pending.version)
-                    self._handle_locked(pending, on_progress or _quiet)
-            finally:
-                self._lock.release()
+                    self._handle_locked(pending, _quiet)
+        except Exception:
+            log.exception("a queued update crashed")
+            with self._state_lock:
+                self._draining = False
+                self._queue_idle.set()
 
     def _defer(self, request: OtaRequest) -> UpdateResult:
         with self._state_lock:
@@ -241,6 +250,12 @@ class UpdateService:
                 self._pending = request
                 if replaced is not None:
                     log.info("request for %r superseded by %r", replaced.version, request.version)
+                if not self._draining:
+                    self._draining = True
+                    self._queue_idle.clear()
+                    threading.Thread(
+                        target=self._serve_queue, name="teg-ota-queued-update", daemon=True
+                    ).start()
                 return UpdateResult(Outcome.DEFERRED, version=decision.version.value)
         if isinstance(decision, Reject):
             self._report_alone(OtaState.FAILED, decision.error)
@@ -249,6 +264,13 @@ class UpdateService:
         return UpdateResult(Outcome.IGNORED, error=reason)
 
     def _handle_locked(self, request: OtaRequest, on_progress: ProgressListener) -> UpdateResult:
+        if self._store.journal() is not None:
+            # An interrupted update (its recovery waited for the engine) comes first: a
+            # new update would overwrite its journal and swap over an unknown state.
+            self._recover_current()
+            if self._store.journal() is not None:
+                error = "an interrupted update is still being recovered; try again later"
+                return UpdateResult(Outcome.IGNORED, request.version, None, error)
         try:
             state = self._runtime.controller_state()
         except RuntimeUnavailable as exc:
@@ -345,7 +367,6 @@ class UpdateService:
             if restarted is not None:
                 if restarted.outcome is Outcome.UPDATED:
                     self.report_current_software()
-                self._drain()
                 return restarted
             return self.start_controller_safely(version)
         except (InvalidVersion, ContainerRuntimeError, VersionStoreError) as exc:
@@ -420,6 +441,16 @@ class UpdateService:
             self._report(update, OtaState.DOWNLOADED)
             self._verify(update, commit)
             self._report(update, OtaState.VERIFIED)
+            if self._swaps_held:
+                # Shutting down: do not start a swap the process may not live to finish.
+                # The journal stays at PREPARING; the next start reports and retries.
+                log.warning("not swapping to %s: teg-ota is stopping", update.version)
+                return UpdateResult(
+                    Outcome.FAILED,
+                    update.version.value,
+                    update.previous,
+                    "abandoned before the swap: teg-ota stopped",
+                )
             self._journal(update, JournalPhase.SWAPPING, commit=commit)
         except Exception as exc:
             if not isinstance(exc, SourceRepoError | ContainerRuntimeError | UpdateFailed):
@@ -433,6 +464,11 @@ class UpdateService:
             started = self._runtime.controller_state().started_at_ms
             self._journal(update, JournalPhase.HEALTH_CHECK, new_started_at_ms=started)
             self._health_gate(update, self._settings.health_grace_s)
+        except RuntimeUnavailable as exc:
+            # Nothing is known without the engine (the new controller may be fine). The
+            # journal stays at SWAPPING / HEALTH_CHECK and recovery decides once it is back.
+            log.error("the engine went away while swapping to %s: %s", update.version, exc)
+            return UpdateResult(Outcome.FAILED, update.version.value, None, str(exc))
         except Exception as exc:
             if not isinstance(exc, ContainerRuntimeError | HealthCheckFailed):
                 log.exception("unexpected error while swapping to %s", update.version)
@@ -536,9 +572,12 @@ class UpdateService:
         self._clear_journal()
         return UpdateResult(Outcome.FAILED, update.version.value, running, error)
 
-    def _roll_back(self, update: _Update, cause: str) -> UpdateResult:
+    def _roll_back(self, update: _Update, cause: str, *, at_fault: bool = True) -> UpdateResult:
+        """Restore the previous version and report FAILED. ``at_fault``: the failure was
+        observed against the new version (exit, unhealthy, start error), so it is
+        remembered and not retried; an interruption is not."""
         try:
-            self._journal(update, JournalPhase.ROLLING_BACK, error=cause)
+            self._journal(update, JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault)
         except VersionStoreError as exc:
             log.error("could not journal the rollback (rolling back anyway): %s", exc)
         try:
@@ -558,7 +597,8 @@ class UpdateService:
                 f"update to {update.version} failed: {cause}; no previous version could be started"
             )
         log.error("%s", error)
-        self._remember_failure(update.version.value, error)
+        if at_fault:
+            self._remember_failure(update.version.value, error)
         self._report(update, OtaState.FAILED, error=error, current=running or "")
         self._clear_journal()
         outcome = Outcome.ROLLED_BACK if running is not None else Outcome.FAILED
@@ -627,13 +667,8 @@ class UpdateService:
             # Without the engine nothing is known: keep the journal, try again later.
             log.error("recovery of the update to %s waits for the engine: %s", journal.target, exc)
             return UpdateResult(Outcome.FAILED, journal.target, None, str(exc))
-        if journal.reported is not None and journal.reported.is_terminal:
-            # The update had already ended (its terminal state is out); only the clean-up
-            # was interrupted.
-            self._clear_journal()
-            return UpdateResult(Outcome.NOTHING_TO_RECOVER, journal.target)
         try:
-            return self._exclusive(lambda: self._recover(journal))
+            return self._exclusive(self._recover_current)
         except RuntimeUnavailable as exc:
             log.error("recovery of the update to %s waits for the engine: %s", journal.target, exc)
             return UpdateResult(Outcome.FAILED, journal.target, None, str(exc))
@@ -645,6 +680,19 @@ class UpdateService:
             )
             self._clear_journal()
             return UpdateResult(Outcome.FAILED, journal.target, None, f"recovery failed: {exc}")
+
+    def _recover_current(self) -> UpdateResult:
+        """Recover the journal as it is now, read under the update lock (an update that ran
+        while we waited for the lock may have replaced or cleared it)."""
+        journal = self._store.journal()
+        if journal is None:
+            return UpdateResult(Outcome.NOTHING_TO_RECOVER)
+        if journal.reported is not None and journal.reported.is_terminal:
+            # The update had already ended (its terminal state is out); only the clean-up
+            # was interrupted.
+            self._clear_journal()
+            return UpdateResult(Outcome.NOTHING_TO_RECOVER, journal.target)
+        return self._recover(journal)
 
     def _recover(self, journal: UpdateJournal) -> UpdateResult:
         log.warning("recovering an update interrupted in phase %s: %s", journal.phase, journal)
@@ -681,8 +729,14 @@ class UpdateService:
             self._report(update, OtaState.FAILED, error=error, current=running or "")
             self._clear_journal()
             return UpdateResult(Outcome.FAILED, version.value, running, error)
-        cause = journal.error or f"interrupted during {phase.value.lower()} (gateway restarted)"
-        return self._roll_back(update, cause)
+        if phase is JournalPhase.ROLLING_BACK:
+            cause = journal.error or "interrupted while rolling back (gateway restarted)"
+            return self._roll_back(update, cause, at_fault=journal.version_at_fault)
+        # SWAPPING: interrupted (power cut, engine restart), nothing observed against the
+        # version: roll back, but let the re-sent assignment try it again.
+        return self._roll_back(
+            update, "interrupted during the swap (gateway restarted)", at_fault=False
+        )
 
     def _finish_commit(self, update: _Update) -> UpdateResult:
         """The health gate had passed, so the update succeeded and UPDATED may already have
@@ -705,10 +759,16 @@ class UpdateService:
         try:
             state = self._runtime.controller_state()
             if not state.running or state.version != update.version.value:
-                return self._roll_back(update, "the new controller was not running after a restart")
+                # A restart of the gateway or of the engine stops containers: that says
+                # nothing against the version, which the re-sent assignment may retry.
+                return self._roll_back(
+                    update, "the new controller was not running after a restart", at_fault=False
+                )
             started_ms = state.started_at_ms or update.journal.new_started_at_ms
             up_s = (self._clock.now() * 1000 - started_ms) / 1000 if started_ms else 0.0
             self._health_gate(update, self._settings.health_grace_s - up_s)
+        except RuntimeUnavailable:
+            raise  # recovery keeps the journal and tries again when the engine is back
         except (ContainerRuntimeError, HealthCheckFailed) as exc:
             return self._roll_back(update, str(exc))
         return self._commit(update)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from teg_ota.domain.backoff import RestartBackoff
 from teg_ota.domain.ota_state import OtaState
-from teg_ota.domain.outcome import Outcome
 from teg_ota.domain.settings import WatchdogSettings
 from teg_ota.domain.update_service import UpdateService
 from teg_ota.ports.clock import Clock
@@ -46,7 +45,10 @@ class Watchdog:
         self._telemetry = telemetry
         self._clock = clock
         self._service = service
+        self._policy = settings.backoff
         self._backoff = RestartBackoff(settings.backoff, random)
+        self._recovery_attempts = 0
+        self._recovery_not_before = 0.0
         self._no_version_reported = False
         self._reported_state: str | None = None
         self._last_exit_code: int | None = None
@@ -64,9 +66,7 @@ class Watchdog:
         if self._service.busy:
             return False
         if self._store.journal() is not None:
-            # An update left unfinished (its recovery waited for the engine): finish it
-            # before anything else touches the controller.
-            return self._service.recover().outcome is not Outcome.NOTHING_TO_RECOVER
+            return self._recover_left_over_update()
         try:
             state = self._runtime.controller_state()
         except ContainerRuntimeError as exc:
@@ -106,6 +106,21 @@ class Watchdog:
         return True
 
     tick = restart_controller_if_needed
+
+    def _recover_left_over_update(self) -> bool:
+        """Finish an update left unfinished (its recovery waited for the engine) before
+        anything else touches the controller; retried with the restart backoff, so an
+        engine that keeps failing is not hammered (nor the SD card with journal writes)."""
+        now = self._clock.monotonic()
+        if now < self._recovery_not_before:
+            return False
+        self._service.recover()
+        if self._store.journal() is None:
+            self._recovery_attempts = 0
+            return True
+        self._recovery_attempts += 1
+        self._recovery_not_before = now + self._policy.delay_for(self._recovery_attempts)
+        return False
 
     def _ask_for_a_version(self, now: float) -> bool:
         self._backoff.observe_down(now)
