@@ -32,7 +32,9 @@ from teg_ota.adapters.file_version_store import (
     FAILED_FILE,
     JOURNAL_FILE,
     KNOWN_GOOD_FILE,
+    KNOWN_GOOD_HISTORY_FILE,
     LAST_LAUNCHED_FILE,
+    MAX_KNOWN_GOOD_HISTORY,
     PREVIOUS_KNOWN_GOOD_FILE,
     FileVersionStore,
     InvalidStoredVersion,
@@ -55,6 +57,23 @@ def warnings_log() -> Iterator[list[str]]:
     )
     yield messages
     logger.remove(sink_id)
+
+
+def history_file(data: Path) -> list[str]:
+    """The versions in ``known_good_history.json``, newest first."""
+    content = json.loads((data / KNOWN_GOOD_HISTORY_FILE).read_text(encoding="utf-8"))
+    assert set(content) == {"versions"}
+    versions = content["versions"]
+    assert isinstance(versions, list)
+    return versions
+
+
+def text_files(data: Path) -> tuple[str | None, str | None]:
+    """(known-good, previous known-good) as the two compatibility text files hold them."""
+    return (
+        read_text_or_none(data / KNOWN_GOOD_FILE),
+        read_text_or_none(data / PREVIOUS_KNOWN_GOOD_FILE),
+    )
 
 
 def temp_files(path: Path) -> list[Path]:
@@ -146,16 +165,128 @@ def test_set_known_good_keeps_the_one_it_replaces_as_previous(
     fresh = FileVersionStore(tmp_path)
     assert (fresh.known_good(), fresh.previous_known_good()) == (COMMIT, "v2.0.0")
 
-    # An unusable current known-good is not carried over as the previous one.
+    # An unusable known-good file is not carried over as the previous one: the history
+    # still knows which version it held.
     (tmp_path / KNOWN_GOOD_FILE).write_text("--upload-pack=x")
     store.set_known_good("v3.0.0")
-    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", "v2.0.0")
+    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", COMMIT)
     assert len(warnings_log) == 1 and KNOWN_GOOD_FILE in warnings_log[0]
 
-    # A refused write changes neither file.
+    # A refused write changes no file.
     with pytest.raises(InvalidStoredVersion):
         store.set_known_good("../x")
-    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", "v2.0.0")
+    assert (store.known_good(), store.previous_known_good()) == ("v3.0.0", COMMIT)
+    assert history_file(tmp_path) == ["v3.0.0", COMMIT, "v2.0.0", "v1.0.0"]
+
+
+def test_two_rollbacks_in_a_row_go_back_two_versions(tmp_path: Path) -> None:
+    store = FileVersionStore(tmp_path)
+    for version in ("v1.0", "v1.1", "v1.2"):  # three successful updates
+        store.set_known_good(version)
+    assert history_file(tmp_path) == ["v1.2", "v1.1", "v1.0"]
+    assert (store.known_good(), store.previous_known_good()) == ("v1.2", "v1.1")
+    assert text_files(tmp_path) == ("v1.2", "v1.1")
+
+    # teg-ota rollback: v1.1 (the previous known-good) is started and committed.
+    store.set_known_good(store.previous_known_good() or "")
+    assert (store.known_good(), store.previous_known_good()) == ("v1.1", "v1.0")
+    assert history_file(tmp_path) == ["v1.1", "v1.0"]
+    assert text_files(tmp_path) == ("v1.1", "v1.0")
+
+    # A second rollback goes further back, not forward to v1.2 again; and it persists.
+    store.set_known_good(FileVersionStore(tmp_path).previous_known_good() or "")
+    assert (store.known_good(), store.previous_known_good()) == ("v1.0", None)
+    assert history_file(tmp_path) == ["v1.0"]
+    assert text_files(tmp_path) == ("v1.0", None)
+    fresh = FileVersionStore(tmp_path)
+    assert (fresh.known_good(), fresh.previous_known_good()) == ("v1.0", None)
+
+
+def test_known_good_history_rule_and_bound(tmp_path: Path) -> None:
+    store = FileVersionStore(tmp_path)
+    for version in ("v1", "v2", "v3", "v4"):
+        store.set_known_good(version)
+    store.set_known_good("v4")  # the newest again: nothing moves
+    assert history_file(tmp_path) == ["v4", "v3", "v2", "v1"]
+    store.set_known_good("v2")  # an older one, not the second: pushed, its old entry removed
+    assert history_file(tmp_path) == ["v2", "v4", "v3", "v1"]
+    assert (store.known_good(), store.previous_known_good()) == ("v2", "v4")
+    store.set_known_good(COMMIT.upper())  # normalised like every stored version
+    store.set_known_good(COMMIT)
+    assert history_file(tmp_path) == [COMMIT, "v2", "v4", "v3", "v1"]
+
+    for i in range(20):
+        store.set_known_good(f"v10.{i}")
+    expected = [f"v10.{i}" for i in reversed(range(20))][:MAX_KNOWN_GOOD_HISTORY]
+    assert MAX_KNOWN_GOOD_HISTORY == 10
+    assert history_file(tmp_path) == expected
+    assert FileVersionStore(tmp_path).previous_known_good() == "v10.18"
+    assert text_files(tmp_path) == ("v10.19", "v10.18")
+    assert temp_files(tmp_path / KNOWN_GOOD_HISTORY_FILE) == []
+
+
+def test_history_is_seeded_from_the_text_files_of_an_older_release(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    # What an older teg-ota left: the two text files, no history.
+    (tmp_path / KNOWN_GOOD_FILE).write_text("v1.1")
+    (tmp_path / PREVIOUS_KNOWN_GOOD_FILE).write_text("v1.0\n")
+    store = FileVersionStore(tmp_path)
+    assert (store.known_good(), store.previous_known_good()) == ("v1.1", "v1.0")
+    assert not (tmp_path / KNOWN_GOOD_HISTORY_FILE).exists()  # reading writes nothing
+
+    store.set_known_good("v1.2")
+    assert history_file(tmp_path) == ["v1.2", "v1.1", "v1.0"]
+    store.set_known_good("v1.1")  # rollback
+    store.set_known_good("v1.0")  # rollback again: the migrated entry is still known
+    assert (store.known_good(), store.previous_known_good()) == ("v1.0", None)
+    assert warnings_log == []
+
+    # Only a known-good file: seeded with one entry; a rollback target appears once pushed.
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / KNOWN_GOOD_FILE).write_text("v2.0")
+    store = FileVersionStore(only)
+    assert (store.known_good(), store.previous_known_good()) == ("v2.0", None)
+    store.set_known_good("v2.0")
+    assert history_file(only) == ["v2.0"]
+    assert text_files(only) == ("v2.0", None)
+
+
+def test_an_unusable_history_falls_back_to_the_text_files(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    store = FileVersionStore(tmp_path)
+    for version in ("v1.0", "v1.1", "v1.2"):
+        store.set_known_good(version)
+    for bad in ('{"versions": ["v1.2", "../etc"]}', '{"versions": "v1.2"}', "[1, 2", "[]"):
+        (tmp_path / KNOWN_GOOD_HISTORY_FILE).write_text(bad)
+        warnings_log.clear()
+        assert (store.known_good(), store.previous_known_good()) == ("v1.2", "v1.1")
+        assert warnings_log and KNOWN_GOOD_HISTORY_FILE in warnings_log[0]
+    store.set_known_good("v1.1")  # rollback, on the history seeded from the text files
+    assert history_file(tmp_path) == ["v1.1"]
+    assert text_files(tmp_path) == ("v1.1", None)
+
+
+def test_history_catches_up_with_a_known_good_file_written_after_it(tmp_path: Path) -> None:
+    """A crash between the writes of set_known_good (the known-good text file is written
+    first), or an older release that wrote only the text files."""
+    store = FileVersionStore(tmp_path)
+    for version in ("v1.0", "v1.1", "v1.2"):
+        store.set_known_good(version)
+
+    (tmp_path / KNOWN_GOOD_FILE).write_text("v1.1")  # a rollback, the history not yet written
+    assert (store.known_good(), store.previous_known_good()) == ("v1.1", "v1.0")
+    (tmp_path / KNOWN_GOOD_FILE).write_text("v1.3")  # an update, the history not yet written
+    assert (store.known_good(), store.previous_known_good()) == ("v1.3", "v1.2")
+    store.set_known_good("v1.2")  # and the next write makes every file agree
+    assert history_file(tmp_path) == ["v1.2", "v1.1", "v1.0"]
+    assert text_files(tmp_path) == ("v1.2", "v1.1")
+
+    # A missing known-good text file leaves the history as it is.
+    (tmp_path / KNOWN_GOOD_FILE).unlink()
+    assert (store.known_good(), store.previous_known_good()) == ("v1.2", "v1.1")
 
 
 def test_corrupt_previous_known_good_reads_none_with_a_warning(
@@ -399,7 +530,7 @@ def test_invalid_versions_are_refused_and_nothing_is_written(tmp_path: Path) -> 
     assert FileVersionStore(tmp_path).last_launched() == "v1.0.0"
     assert store.known_good() == "v1.0.0"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [LAST_LAUNCHED_FILE, KNOWN_GOOD_FILE]
+        [LAST_LAUNCHED_FILE, KNOWN_GOOD_FILE, KNOWN_GOOD_HISTORY_FILE]
     )
 
 
@@ -474,6 +605,7 @@ def test_construction_removes_stale_temp_files_of_its_own_files_only(tmp_path: P
             LAST_LAUNCHED_FILE,
             KNOWN_GOOD_FILE,
             PREVIOUS_KNOWN_GOOD_FILE,
+            KNOWN_GOOD_HISTORY_FILE,
             FAILED_FILE,
             JOURNAL_FILE,
         )

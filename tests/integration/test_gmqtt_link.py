@@ -102,6 +102,10 @@ class GatedProxy:
             server, self._server = self._server, None
             sockets, self._sockets = self._sockets, []
         if server is not None:
+            # shutdown() wakes the thread blocked in accept() (close() alone does not on
+            # Linux: the port would keep listening until one more connection came in).
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         for sock in sockets:
             with contextlib.suppress(OSError):
@@ -147,6 +151,7 @@ def log_lines() -> Iterator[list[str]]:
 
 
 LinkFactory = Callable[..., GmqttLink]
+Software = tuple[str | None, str | None]
 
 
 @pytest.fixture
@@ -159,7 +164,7 @@ def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
         port: int,
         outbox_dir: Path | None = None,
         attributes: Callable[[str, bytes], None] | None = None,
-        software: tuple[str | None, str | None] = ("teg-controller", "v1.0.0"),
+        software: Software | Callable[[], Software] = ("teg-controller", "v1.0.0"),
         clock: Callable[[], float] | None = None,
         start: bool = True,
         **settings: Any,
@@ -168,7 +173,7 @@ def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
         link = GmqttLink(
             MqttSettings(host="127.0.0.1", port=port, **settings),
             DurableOutbox(outbox_dir or tmp_path / f"outbox-{len(links)}"),
-            current_software=lambda: software,
+            current_software=software if callable(software) else lambda: software,
             on_attributes=attributes or (lambda topic, payload: None),
             clock=clock or time.time,
         )
@@ -188,6 +193,20 @@ def telemetry_values(recorder: MqttRecorder) -> list[dict[str, Any]]:
 
 def with_ts(recorder: MqttRecorder) -> list[dict[str, Any]]:
     return [m for m in telemetry_values(recorder) if "ts" in m]
+
+
+SOFTWARE_KEYS = {"current_sw_title", "current_sw_version"}
+
+
+def is_software_report(message: dict[str, Any]) -> bool:
+    """The current_sw_* report the link queues on every connect (nothing else in it)."""
+    values = message.get("values")
+    return isinstance(values, dict) and bool(values) and set(values) <= SOFTWARE_KEYS
+
+
+def published(recorder: MqttRecorder) -> list[dict[str, Any]]:
+    """What the test itself published: every stamped message but the on-connect reports."""
+    return [m for m in with_ts(recorder) if not is_software_report(m)]
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -265,7 +284,12 @@ def test_connect_reports_software_then_requests_ota_attributes(
 
     msgs = tb.wait_for(lambda ms: len(ms) >= 2)
     assert msgs[0].topic == TELEMETRY
-    assert msgs[0].json() == {"current_sw_title": "teg-controller", "current_sw_version": "v1.0.0"}
+    report = msgs[0].json()
+    assert set(report) == {"ts", "values"} and isinstance(report["ts"], int)
+    assert report["values"] == {
+        "current_sw_title": "teg-controller",
+        "current_sw_version": "v1.0.0",
+    }
     assert msgs[1].topic == "v1/devices/me/attributes/request/1"
     assert msgs[1].json() == {"sharedKeys": EXPECTED_SHARED_KEYS}
     assert OTA_SHARED_KEYS == EXPECTED_SHARED_KEYS
@@ -290,7 +314,7 @@ def test_connect_skips_unknown_software_values(
 ) -> None:
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
     link_factory(mosquitto.port, software=("teg-controller", None))
-    assert tb.wait_for_message(TELEMETRY).json() == {"current_sw_title": "teg-controller"}
+    assert tb.wait_for_message(TELEMETRY).json()["values"] == {"current_sw_title": "teg-controller"}
 
 
 def test_telemetry_shape_qos1_and_order(
@@ -304,13 +328,18 @@ def test_telemetry_shape_qos1_and_order(
     link.publish_ota_state(
         OtaReport(OtaState.UPDATED, current_title="teg-controller", current_version="v1.2.3")
     )
-    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 3)
-    # A clock standing still still gives every message its own, later ts.
+    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 4)
+    # A clock standing still still gives every message its own, later ts; the connect's
+    # current_sw_* report is stamped the same way, before what was published after it.
     assert with_ts(tb) == [
-        {"ts": 1_700_000_000_123, "values": {"temperature": 21.5}},
-        {"ts": 1_700_000_000_124, "values": {"sw_state": "DOWNLOADING"}},
         {
-            "ts": 1_700_000_000_125,
+            "ts": 1_700_000_000_123,
+            "values": {"current_sw_title": "teg-controller", "current_sw_version": "v1.0.0"},
+        },
+        {"ts": 1_700_000_000_124, "values": {"temperature": 21.5}},
+        {"ts": 1_700_000_000_125, "values": {"sw_state": "DOWNLOADING"}},
+        {
+            "ts": 1_700_000_000_126,
             "values": {
                 "sw_state": "UPDATED",
                 "current_sw_title": "teg-controller",
@@ -394,6 +423,7 @@ def test_twenty_messages_published_while_broker_down_arrive_in_order(
     link = link_factory(proxy.port, clock=clock)
     try:
         assert link.wait_connected(15)
+        wait_until(lambda: len(link.outbox) == 0, 5, "the current_sw_* report to go out")
         mosquitto.stop()
         proxy.close()
         wait_until(lambda: not link.connected, 10, "the link to notice the broker stop")
@@ -407,9 +437,15 @@ def test_twenty_messages_published_while_broker_down_arrive_in_order(
         tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
         proxy.open()
         assert link.wait_connected(15)
-        tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 20, timeout=20)
+        tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 21, timeout=20)
+        # The first connect's report took the clock's first second; the reconnect's report
+        # follows the backlog, stamped after it.
         assert with_ts(tb) == [
-            {"ts": (1_700_000_000 + i) * 1000, "values": {"n": i}} for i in range(20)
+            *({"ts": (1_700_000_001 + i) * 1000, "values": {"n": i}} for i in range(20)),
+            {
+                "ts": 1_700_000_021_000,
+                "values": {"current_sw_title": "teg-controller", "current_sw_version": "v1.0.0"},
+            },
         ]
         wait_until(lambda: len(link.outbox) == 0, 5, "the outbox to drain")
     finally:
@@ -422,6 +458,7 @@ def test_outbox_survives_a_link_restart(
     outbox_dir = tmp_path / "data" / "outbox"
     first = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=StepClock())
     assert first.wait_connected(15)
+    wait_until(lambda: len(first.outbox) == 0, 5, "the current_sw_* report to go out")
     mosquitto.stop()
     wait_until(lambda: not first.connected, 10, "the link to notice the broker stop")
     first.publish_ota_state(OtaReport(OtaState.DOWNLOADING))
@@ -435,11 +472,12 @@ def test_outbox_survives_a_link_restart(
     mosquitto.start()
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
     second = link_factory(mosquitto.port, outbox_dir=outbox_dir)
-    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 5, timeout=15)
-    assert with_ts(tb) == [
-        {"ts": 1_700_000_000_000, "values": {"sw_state": "DOWNLOADING"}},
-        *({"ts": (1_700_000_001 + i) * 1000, "values": {"n": i}} for i in range(4)),
+    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 6, timeout=15)
+    assert published(tb) == [
+        {"ts": 1_700_000_001_000, "values": {"sw_state": "DOWNLOADING"}},
+        *({"ts": (1_700_000_002 + i) * 1000, "values": {"n": i}} for i in range(4)),
     ]
+    assert is_software_report(with_ts(tb)[-1])  # the second connect's, after the backlog
     wait_until(lambda: len(second.outbox) == 0, 5, "the outbox to drain")
     assert list(outbox_dir.glob("*.msg")) == []
 
@@ -467,11 +505,11 @@ def test_timestamps_never_go_back_across_clock_steps_and_restarts(
     clock.now = 1_700_000_050.0  # the clock steps back (NTP, or a wrong manual setting)
     first.publish_ota_state(OtaReport(OtaState.DOWNLOADED))
     first.stop(timeout=5)
-    assert mark.read_text() == "1700000100001\n"
+    assert mark.read_text() == "1700000100002\n"
 
     # A power cut on a Pi without RTC: the clock restarts far behind. Same data directory.
     outbox = DurableOutbox(outbox_dir)  # reopening the outbox leaves the mark alone
-    assert mark.read_text() == "1700000100001\n"
+    assert mark.read_text() == "1700000100002\n"
     assert not (outbox_dir / "corrupt").exists()
     assert len(outbox) == 0
     clock = SettableClock(1_600_000_000.0)
@@ -482,22 +520,106 @@ def test_timestamps_never_go_back_across_clock_steps_and_restarts(
     clock.now = 1_700_000_200.0  # NTP synced: real time again
     second.publish_ota_state(OtaReport(OtaState.UPDATING))
 
-    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 5, timeout=15)
+    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 7, timeout=15)
     stamps = [m["ts"] for m in with_ts(tb)]
     assert stamps == [
-        1_700_000_100_000,
+        1_700_000_100_000,  # first connect: current_sw_*
         1_700_000_100_001,
         1_700_000_100_002,
-        1_700_000_100_003,
+        1_700_000_100_003,  # second connect, the clock far behind: current_sw_*
+        1_700_000_100_004,
+        1_700_000_100_005,
         1_700_000_200_000,
     ]
-    assert [m["values"] for m in with_ts(tb)][::2] == [
-        {"sw_state": "DOWNLOADING"},
-        {"sw_state": "VERIFIED"},
-        {"sw_state": "UPDATING"},
+    assert [m["values"].get("sw_state") for m in with_ts(tb)] == [
+        None,
+        "DOWNLOADING",
+        "DOWNLOADED",
+        None,
+        "VERIFIED",
+        None,
+        "UPDATING",
     ]
     assert mark.read_text() == "1700000200000\n"
     assert sorted(p.name for p in mark.parent.iterdir()) == ["telemetry_last_ts"]  # no temp
+
+
+def test_on_connect_report_is_stamped_after_every_earlier_message(
+    mosquitto: MosquittoBroker, mqtt_recorder_factory, link_factory: LinkFactory, tmp_path: Path
+) -> None:
+    """Regression: the current_sw_* report of every (re)connect went out without a ts, so
+    ThingsBoard stamped it with server time; on a Pi whose clock was behind after a power
+    cut, a later FAILED naming the version that really runs (device ts, older) then never
+    became the latest current_sw_version. The report is stamped like any other message."""
+    tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
+    outbox_dir = tmp_path / "data" / "outbox"
+    mark = outbox_dir / "link" / "telemetry_last_ts"
+    first = link_factory(
+        mosquitto.port,
+        outbox_dir=outbox_dir,
+        clock=SettableClock(1_700_000_100.0),
+        software=("teg-controller", "v1.1"),
+    )
+    assert first.wait_connected(15)
+    first.publish_ota_state(
+        OtaReport(OtaState.UPDATED, current_title="teg-controller", current_version="v1.1")
+    )
+    first.stop(timeout=5)
+    last_before_power_cut = int(mark.read_text())
+
+    # Power cut; the clock restarts far behind. The device reconnects through a proxy that
+    # can drop the connection without touching the broker or the recorder.
+    proxy = GatedProxy(mosquitto.port)
+    running = ["v1.1"]
+    second = link_factory(
+        proxy.port,
+        outbox_dir=outbox_dir,
+        clock=SettableClock(1_600_000_000.0),
+        software=lambda: ("teg-controller", running[0]),
+    )
+    try:
+        assert second.wait_connected(15)
+        # An update fails and rolls back: the FAILED report names what runs again.
+        second.publish_ota_state(
+            OtaReport(
+                OtaState.FAILED,
+                error="v1.2 exited",
+                current_title="teg-controller",
+                current_version="v1.0",
+            )
+        )
+        running[0] = "v1.0"
+        wait_until(lambda: len(second.outbox) == 0, 5, "the FAILED report to go out")
+        proxy.close()  # the connection drops; the link reconnects and reports again
+        wait_until(lambda: not second.connected, 10, "the link to notice the drop")
+        proxy.open()
+        assert second.wait_connected(15)
+        tb.wait_for(lambda ms: len(ms) >= 5, timeout=15)
+    finally:
+        proxy.close()
+
+    messages = telemetry_values(tb)
+    assert all(set(m) == {"ts", "values"} for m in messages), messages  # no server-time ones
+    stamps = [m["ts"] for m in messages]
+    assert stamps == sorted(set(stamps))  # strictly increasing, in the order they arrived
+    reports = [i for i, m in enumerate(messages) if is_software_report(m)]
+    assert [messages[i]["values"]["current_sw_version"] for i in reports] == [
+        "v1.1",
+        "v1.1",
+        "v1.0",
+    ]
+    for i in reports:  # each report is stamped after everything stamped before it
+        assert all(messages[i]["ts"] > m["ts"] for m in messages[:i])
+    after_power_cut = messages[reports[1]]
+    assert after_power_cut["ts"] > last_before_power_cut  # not the clock's 1_600_000_000_000
+    # What ThingsBoard keeps as current_sw_version: the value with the newest ts.
+    latest = max(
+        (m for m in messages if "current_sw_version" in m["values"]), key=lambda m: m["ts"]
+    )
+    assert latest["values"]["current_sw_version"] == "v1.0"
+    failed = next(m for m in messages if m["values"].get("sw_state") == "FAILED")
+    assert after_power_cut["ts"] < failed["ts"] < messages[reports[2]]["ts"]
+    assert int(mark.read_text()) == messages[-1]["ts"]
 
 
 def test_an_unreadable_timestamp_mark_is_ignored(tmp_path: Path) -> None:
@@ -528,8 +650,8 @@ def test_stop_flushes_pending_messages_and_disconnects(
     link.stop(timeout=10)
     assert len(link.outbox) == 0
     assert not link.connected
-    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 30)
-    assert [m["values"]["n"] for m in with_ts(tb)] == list(range(30))
+    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 31)  # + current_sw_*
+    assert [m["values"]["n"] for m in published(tb)] == list(range(30))
     assert re.search(r"Client teg-ota-test-0-\S+ disconnected\.", mosquitto.logs())
 
 

@@ -310,8 +310,8 @@ class FakeStore:
     def __init__(self, default: str | None = None) -> None:
         self.default = default
         self.launched: str | None = None
-        self.good: str | None = None
-        self.previous_good: str | None = None
+        self.good_history: list[str] = []
+        """Known-good versions, newest first (the FileVersionStore's history rule)."""
         self.failed_version: FailedVersion | None = None
         self.current_journal: UpdateJournal | None = None
         self.phases: list[JournalPhase] = []
@@ -326,14 +326,37 @@ class FakeStore:
         self._write_check()
         self.launched = version
 
+    @property
+    def good(self) -> str | None:
+        return self.good_history[0] if self.good_history else None
+
+    @good.setter
+    def good(self, version: str | None) -> None:
+        """Tests set the known-good version directly: it replaces the newest entry
+        (``None``: nothing is known good any more)."""
+        if version is None:
+            self.good_history = []
+        else:
+            self.good_history = [version, *(v for v in self.good_history[1:] if v != version)]
+
+    @property
+    def previous_good(self) -> str | None:
+        return self.good_history[1] if len(self.good_history) > 1 else None
+
     def known_good(self) -> str | None:
         return self.good
 
     def set_known_good(self, version: str) -> None:
+        """The newest again: nothing; the second (a rollback): the newest is dropped;
+        anything else: pushed on top (an older occurrence removed), at most 10 kept."""
         self._write_check()
-        if self.good is not None and self.good != version:
-            self.previous_good = self.good
-        self.good = version
+        history = self.good_history
+        if history and history[0] == version:
+            return
+        if len(history) > 1 and history[1] == version:
+            self.good_history = history[1:]
+            return
+        self.good_history = [version, *(v for v in history if v != version)][:10]
 
     def previous_known_good(self) -> str | None:
         return self.previous_good

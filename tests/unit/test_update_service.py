@@ -771,3 +771,21 @@ def test_a_journal_whose_update_already_ended_is_only_cleared(world: World) -> N
     assert world.store.current_journal is None
     assert world.telemetry.reports == []
     assert world.runtime.calls == []
+
+
+def test_two_rollbacks_go_back_two_versions(world: World) -> None:
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+    assert world.service.handle_request(world.request("v1.2")).outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.2"
+
+    first = world.service.rollback()
+
+    assert first.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.1"
+    assert (world.store.known_good(), world.store.previous_known_good()) == ("v1.1", "v1.0")
+
+    second = world.service.rollback()  # further back, not forward to v1.2 again
+
+    assert second.outcome is Outcome.UPDATED
+    assert world.runtime.running_version == "v1.0"
+    assert (world.store.known_good(), world.store.previous_known_good()) == ("v1.0", None)

@@ -10,10 +10,20 @@ Every string that reaches dulwich as a ref name or object id was validated by
 40-hex object id is ever looked up: no revision expressions, no branches.
 
 Remote URLs may carry credentials (``https://user:token@host/repo.git``); no log line and no
-exception message of this module contains them (see :func:`redact_url`). Git keeps the URL,
-credentials included, in ``.git/config`` (later fetches need them): that file is made
-readable by its owner only (mode 0600) after every clone and whenever the repository is
-opened.
+exception message of this module contains them (see :func:`redact_url`), and neither does
+anything under ``.git/``: the remote is configured with the URL WITHOUT its credentials, and
+they are handed to dulwich's transport (``username=`` / ``password=``) at clone and fetch
+time only, from the URL the adapter was constructed with, and only for a remote on the same
+origin (scheme, host, port): a token is never sent to another server. Reflog messages
+("clone: from <url>", "fetch: from <url>") name the URL without credentials.
+
+A clone made before (remote URL with credentials in ``.git/config``, and in the reflogs under
+``.git/logs/``) is migrated when it is opened: credentials are scrubbed from the reflogs
+first, then the remote URL is written without them (that write is the commit point: a crash
+in between repeats the migration). If the adapter has no URL of the same origin to take the
+credentials from, the configured URL keeps them (fetches still need them) and only the
+reflogs are scrubbed. ``.git/config`` is kept readable by its owner only (mode 0600) either
+way, after every clone and whenever the repository is opened.
 """
 
 from __future__ import annotations
@@ -25,11 +35,12 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from dulwich import porcelain
 from dulwich.errors import NotGitRepository
-from dulwich.file import GitFile
+from dulwich.file import FileLocked, GitFile
 from dulwich.index import Index
 from dulwich.objects import Commit, ObjectID, ShaFile, Tag
 from dulwich.refs import HEADREF, LOCAL_TAG_PREFIX, DiskRefsContainer, Ref
@@ -54,6 +65,10 @@ _GITLINK_MODE = 0o160000
 _MAX_TAG_DEPTH = 16
 _REDACTED = "***"
 _CONFIG_MODE = 0o600
+_HTTP_SCHEMES = frozenset({"http", "https"})
+_SSH_SCHEMES = frozenset({"ssh", "git+ssh"})
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "git+ssh": 22}
+_MAX_REFLOG_BYTES = 16 * 1024 * 1024
 
 
 class SourceRepoUnavailable(SourceRepoError):
@@ -89,6 +104,47 @@ def _secrets_of(url: str | None) -> list[str]:
     return sorted((c for c in candidates if c), key=len, reverse=True)
 
 
+def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without its secrets, user name, password)`` (percent-decoded) for the transport.
+
+    HTTP(S): the whole userinfo goes (a user name alone may be a token). SSH: only a
+    password goes; the user name stays in the URL (``ssh://git@host``: it is no secret, and
+    SSH needs it). Anything else (local paths, ``git@host:path``) is returned unchanged.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None, None
+    scheme = parts.scheme.lower()
+    if "@" not in parts.netloc or scheme not in _HTTP_SCHEMES | _SSH_SCHEMES:
+        return url, None, None
+    prefix_end = url.find("://") + 3
+    if prefix_end < 3 or not url[prefix_end:].startswith(parts.netloc):
+        return url, None, None
+    rest = url[prefix_end + len(parts.netloc) :]
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if scheme in _HTTP_SCHEMES:
+        bare = url[:prefix_end] + hostport + rest
+        return bare, unquote(user), unquote(password) if colon else None
+    if not colon:
+        return url, None, None
+    return url[:prefix_end] + user + "@" + hostport + rest, None, unquote(password)
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a URL with a host, default ports made explicit."""
+    try:
+        parts: SplitResult = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in _HTTP_SCHEMES | _SSH_SCHEMES:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS[scheme]
+
+
 def _scrub(text: str, *urls: str | None) -> str:
     """``text`` with every URL's userinfo removed and the given URLs' secrets masked."""
     text = redact_url(text)
@@ -115,6 +171,7 @@ class DulwichSourceRepo:
         self._path = os.path.abspath(path)
         self._url = url
         self._remote_name = remote_name
+        self._kept_credentials_warned = False
 
     def __repr__(self) -> str:
         url = redact_url(self._url) if self._url else None
@@ -140,16 +197,22 @@ class DulwichSourceRepo:
                     f"cannot fetch the controller repository at {self._path}: "
                     f"no remote {self._remote_name!r} is configured"
                 )
+            username, password = self._credentials_for(remote_url)
             try:
                 # With a configured remote name, dulwich imports refs/heads/* as
                 # refs/remotes/<remote>/* and refs/tags/* as refs/tags/*, setting each
-                # unconditionally: a tag that moved on the remote moves here too.
+                # unconditionally: a tag that moved on the remote moves here too. The
+                # reflog message names the URL without credentials (dulwich's default
+                # would quote the configured URL as it is).
                 result = porcelain.fetch(
                     repo,
                     self._remote_name,
                     outstream=io.StringIO(),
                     errstream=io.BytesIO(),
+                    message=b"fetch: from " + redact_url(remote_url).encode("utf-8"),
                     quiet=True,
+                    username=username,
+                    password=password,
                 )
             except Exception as exc:  # noqa: BLE001 - any transport/protocol failure
                 reason = _describe(exc, remote_url, self._url)
@@ -269,6 +332,14 @@ class DulwichSourceRepo:
                     "so the controller repository can be cloned there"
                 ) from None
             _protect_config(repo)
+            try:
+                self._move_credentials_out(repo)
+            except Exception as exc:  # noqa: BLE001 - the repository still works as it is
+                logger.warning(
+                    "could not move the remote's credentials out of {}: {}",
+                    repo.controldir(),
+                    _describe(exc, self._url),
+                )
             return repo
         if not missing:
             raise SourceRepoUnavailable(f"{path} exists but is not a directory")
@@ -284,16 +355,25 @@ class DulwichSourceRepo:
         shown = redact_url(url)
         existed = os.path.isdir(path)
         logger.info("cloning controller repository {} into {}", shown, path)
+        # The remote is configured (and the reflogs name it) without the credentials; the
+        # transport gets them separately.
+        bare_url, username, password = _split_credentials(url)
+        auth: dict[str, Any] = {}  # typed loosely: porcelain.clone passes **kwargs on
+        if username is not None:
+            auth["username"] = username
+        if password is not None:
+            auth["password"] = password
         try:
             if not existed:
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             repo = porcelain.clone(
-                url,
+                bare_url,
                 path,
                 bare=False,
                 checkout=True,
                 origin=self._remote_name,
                 errstream=io.BytesIO(),
+                **auth,
             )
         except Exception as exc:  # noqa: BLE001 - any transport/protocol/OS failure
             reason = _describe(exc, url)
@@ -316,6 +396,55 @@ class DulwichSourceRepo:
             return
         for entry in os.scandir(path):
             _remove_entry(entry.path)
+
+    def _credentials_for(self, remote_url: str) -> tuple[str | None, str | None]:
+        """The adapter URL's credentials, for a configured remote URL without its own on
+        the same origin; else ``(None, None)`` (a URL with credentials uses its own)."""
+        if self._url is None:
+            return None, None
+        bare_remote, remote_user, remote_password = _split_credentials(remote_url)
+        if remote_user is not None or remote_password is not None:
+            return None, None
+        bare_own, username, password = _split_credentials(self._url)
+        origin = _origin(bare_own)
+        if origin is None or origin != _origin(bare_remote):
+            return None, None
+        return username, password
+
+    def _move_credentials_out(self, repo: Repo) -> None:
+        """Migrate a clone whose configured remote URL holds credentials (module docstring)."""
+        remote_url = self._remote_url(repo)
+        if remote_url is None:
+            return
+        bare_url, _, _ = _split_credentials(remote_url)
+        if bare_url == remote_url:
+            return
+        scrubbed = _scrub_reflogs(repo.controldir(), remote_url, self._url)
+        if scrubbed:
+            logger.info("removed the remote's credentials from {} reflog files", scrubbed)
+        own_origin = _origin(_split_credentials(self._url)[0]) if self._url else None
+        if own_origin is None or own_origin != _origin(bare_url):
+            if not self._kept_credentials_warned:
+                self._kept_credentials_warned = True
+                logger.warning(
+                    "the remote {!r} of {} has credentials in its URL; they stay in "
+                    ".git/config (mode 0600) as the controller repository URL configured "
+                    "here is not on the same server ({})",
+                    self._remote_name,
+                    self._path,
+                    redact_url(self._url) if self._url else "none",
+                )
+            return
+        config = repo.get_config()
+        config.set((b"remote", self._remote_name.encode("ascii")), b"url", bare_url.encode())
+        config.write_to_path()
+        _protect_config(repo)
+        logger.info(
+            "moved the credentials of remote {!r} out of {}: they are taken from the "
+            "configured controller repository URL at fetch time",
+            self._remote_name,
+            os.path.join(repo.controldir(), "config"),
+        )
 
     def _remote_url(self, repo: Repo) -> str | None:
         config = repo.get_config()
@@ -432,6 +561,45 @@ def _protect_config(repo: Repo) -> None:
             config_path,
             _describe(exc),
         )
+
+
+def _scrub_reflog_text(text: str, *urls: str | None) -> str:
+    """A reflog's lines with :func:`_scrub` applied to each message (after the tab) only:
+    the object ids and the identity before it are left exactly as they are."""
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        head, tab, message = line.partition("\t")
+        if tab:
+            lines[index] = head + tab + _scrub(message, *urls)
+    return "\n".join(lines)
+
+
+def _scrub_reflogs(controldir: str, *urls: str | None) -> int:
+    """Remove URL credentials (and the given URLs' secrets) from the messages of every
+    reflog under ``<controldir>/logs``; returns how many files were rewritten. Each file is
+    rewritten through Git's lock file (``<name>.lock``, then a rename), only if it changes."""
+    changed = 0
+    for dirpath, _dirnames, filenames in os.walk(os.path.join(controldir, "logs")):
+        for name in filenames:
+            if name.endswith(".lock"):
+                continue
+            log_path = os.path.join(dirpath, name)
+            try:
+                if os.path.getsize(log_path) > _MAX_REFLOG_BYTES:
+                    logger.warning("reflog {} is too large to scrub; left as it is", log_path)
+                    continue
+                with open(log_path, "rb") as f:
+                    data = f.read()
+                text = data.decode("utf-8", "surrogateescape")
+                clean = _scrub_reflog_text(text, *urls)
+                if clean == text:
+                    continue
+                with GitFile(log_path, "wb") as out:
+                    out.write(clean.encode("utf-8", "surrogateescape"))
+                changed += 1
+            except (OSError, FileLocked) as exc:
+                logger.warning("could not scrub reflog {}: {}", log_path, _describe(exc, *urls))
+    return changed
 
 
 def _clean_dir(

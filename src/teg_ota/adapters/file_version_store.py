@@ -4,8 +4,11 @@ Files (all written with :func:`write_atomic`):
 
 * ``last_launched_controller_version.txt``: the version string alone (the seed's file).
 * ``known_good_controller_version.txt``: same format; the rollback target.
-* ``previous_known_good_controller_version.txt``: same format; the known-good version that
-  the current one replaced (``teg-ota rollback`` goes back to it after a successful update).
+* ``previous_known_good_controller_version.txt``: same format; the known-good version before
+  the current one (``teg-ota rollback`` goes back to it after a successful update).
+* ``known_good_history.json``: ``{"versions": [newest, ...]}``, the known-good versions,
+  newest first, at most :data:`MAX_KNOWN_GOOD_HISTORY`. The two files above are its first
+  and second entries (kept for compatibility with the seed and older teg-ota releases).
 * ``failed_controller_version.json``: ``{"version": ..., "error": ...}``.
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
 
@@ -16,6 +19,17 @@ that cannot be read at the moment, an I/O error, is left where it is). Every ver
 back is validated with :func:`parse_version`, because it ends up in git refs and image
 names. Writes raise :class:`VersionStoreError`; an invalid version to write raises its
 subclass :class:`InvalidStoredVersion` (also a ``ValueError``) before anything is written.
+
+Known-good history (:meth:`FileVersionStore.set_known_good`): storing the newest entry
+again changes nothing; storing the second entry (going back to the previous known-good, which
+is what a rollback does) drops the newest, so a second rollback goes further back instead of
+forward again (v1.0 -> v1.1 -> v1.2, rollback -> v1.1, rollback -> v1.0); any other version
+is pushed on top (an older occurrence of it removed). ``known_good_controller_version.txt`` is
+written first, then the previous file, then the history: the history is what the known-good
+file says, so a crash between the writes, or an older release that wrote only the text files,
+is caught up on the next read by applying the same rule to the history. A missing (or
+unusable) history is seeded from the two text files; the seeded history is written before
+the first change.
 
 One lock serialises all calls within a process. Only one process (the runner) is expected
 to write; others may read.
@@ -46,6 +60,9 @@ from teg_ota.ports.version_store import VersionStoreError
 LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"
 KNOWN_GOOD_FILE = "known_good_controller_version.txt"
 PREVIOUS_KNOWN_GOOD_FILE = "previous_known_good_controller_version.txt"
+KNOWN_GOOD_HISTORY_FILE = "known_good_history.json"
+MAX_KNOWN_GOOD_HISTORY = 10
+"""Known-good versions remembered (``teg-ota rollback`` can go back this many minus one)."""
 FAILED_FILE = "failed_controller_version.json"
 JOURNAL_FILE = "update_journal.json"
 CORRUPT_SUFFIX = ".corrupt-"
@@ -76,6 +93,21 @@ def _checked_version(raw: str, what: str) -> str:
         return parse_version(raw).value
     except InvalidVersion as exc:
         raise ValueError(f"{what}: {exc}") from exc
+
+
+def _advance_history(history: list[str], version: str) -> list[str]:
+    """``history`` (newest first) after ``version`` became the known-good version.
+
+    The newest again: unchanged. The second (back to the previous known-good: a rollback):
+    the newest is dropped. Anything else: pushed on top, an older occurrence removed; the
+    result is cut to :data:`MAX_KNOWN_GOOD_HISTORY`.
+    """
+    if history and history[0] == version:
+        return list(history)
+    if len(history) > 1 and history[1] == version:
+        return history[1:]
+    rest = [entry for entry in history if entry != version]
+    return [version, *rest][:MAX_KNOWN_GOOD_HISTORY]
 
 
 def _storable_version(raw: str, what: str) -> str:
@@ -112,6 +144,7 @@ class FileVersionStore:
             LAST_LAUNCHED_FILE,
             KNOWN_GOOD_FILE,
             PREVIOUS_KNOWN_GOOD_FILE,
+            KNOWN_GOOD_HISTORY_FILE,
             FAILED_FILE,
             JOURNAL_FILE,
         ):
@@ -148,23 +181,32 @@ class FileVersionStore:
 
     def known_good(self) -> str | None:
         with self._lock:
-            return self._read_version_or_warn(KNOWN_GOOD_FILE)
+            history, _ = self._known_good_history()
+            return history[0] if history else None
 
     def set_known_good(self, version: str) -> None:
-        """Store the known-good version; a different one it replaces becomes the
-        :meth:`previous_known_good` (written first: a crash in between leaves the previous
-        equal to the still-current known-good, never loses the old one)."""
+        """Record ``version`` as known good, by the history rule of the module docstring:
+        the version it replaces becomes :meth:`previous_known_good`, except when it IS the
+        previous known-good (a rollback), which then goes back one step in the history."""
         value = _storable_version(version, "refusing to store the known-good version")
         with self._lock:
-            current = self._read_version_or_warn(KNOWN_GOOD_FILE)
-            if current is not None and current != value:
-                self._write(PREVIOUS_KNOWN_GOOD_FILE, current.encode("utf-8"))
+            history, stored = self._known_good_history()
+            if not stored and history:
+                # Migration: keep what the text files said durably before changing them.
+                self._write_history(history)
+            new = _advance_history(history, value)
             self._write(KNOWN_GOOD_FILE, value.encode("utf-8"))
+            if len(new) > 1:
+                self._write(PREVIOUS_KNOWN_GOOD_FILE, new[1].encode("utf-8"))
+            else:
+                self._remove(PREVIOUS_KNOWN_GOOD_FILE)
+            self._write_history(new)
 
     def previous_known_good(self) -> str | None:
         """The known-good version before the current one (``None`` if there was none)."""
         with self._lock:
-            return self._read_version_or_warn(PREVIOUS_KNOWN_GOOD_FILE)
+            history, _ = self._known_good_history()
+            return history[1] if len(history) > 1 else None
 
     # -- failed version -------------------------------------------------------------------
 
@@ -235,6 +277,56 @@ class FileVersionStore:
             self._remove(JOURNAL_FILE)
 
     # -- helpers (called with the lock held) ----------------------------------------------
+
+    def _known_good_history(self) -> tuple[list[str], bool]:
+        """The known-good history, newest first, and whether it came from its file.
+
+        Without a usable history file it is seeded from the known-good and previous text
+        files. A known-good text file that disagrees with the history's newest entry was
+        written after it (a crash between the writes of :meth:`set_known_good`, or an older
+        release): the history catches up by the same rule.
+        """
+        current = self._read_version_or_warn(KNOWN_GOOD_FILE)
+        stored = self._read_history_file()
+        if stored is None:
+            previous = self._read_version_or_warn(PREVIOUS_KNOWN_GOOD_FILE)
+            seeded = [current] if current is not None else []
+            if previous is not None and previous not in seeded:
+                seeded.append(previous)
+            return seeded, False
+        if current is not None and (not stored or stored[0] != current):
+            return _advance_history(stored, current), True
+        return stored, True
+
+    def _read_history_file(self) -> list[str] | None:
+        """The versions in the history file; ``None`` if it is missing or (warned) unusable."""
+        path = self._dir / KNOWN_GOOD_HISTORY_FILE
+        data = self._read_json(KNOWN_GOOD_HISTORY_FILE)
+        if data is None:
+            return None
+        versions = data.get("versions")
+        try:
+            if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+                raise ValueError("'versions' must be a list of strings")
+            history: list[str] = []
+            for raw in versions:
+                value = _checked_version(raw, "invalid version")
+                if value not in history:
+                    history.append(value)
+        except ValueError as exc:
+            logger.warning(
+                "Ignoring corrupt {}: {}; using {} and {}",
+                path,
+                _reason(exc),
+                KNOWN_GOOD_FILE,
+                PREVIOUS_KNOWN_GOOD_FILE,
+            )
+            return None
+        return history[:MAX_KNOWN_GOOD_HISTORY]
+
+    def _write_history(self, history: list[str]) -> None:
+        payload = json.dumps({"versions": history[:MAX_KNOWN_GOOD_HISTORY]}, ensure_ascii=False)
+        self._write(KNOWN_GOOD_HISTORY_FILE, payload.encode("utf-8"))
 
     def _read_version_or_warn(self, name: str) -> str | None:
         """The stored version; ``None`` if missing, or (with a warning) unusable."""

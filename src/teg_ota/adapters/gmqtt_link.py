@@ -18,8 +18,13 @@ Connection, one gmqtt client per session:
   messages) can leak into the next. The backoff is reset only after a session stayed up
   for :data:`STABLE_SESSION_S`, so a broker that accepts and drops at once is not hammered.
 * On every CONNACK: subscribe (QoS 1) to ``v1/devices/me/attributes`` and
-  ``v1/devices/me/attributes/response/+``, publish ``current_sw_title`` /
-  ``current_sw_version`` from ``current_software()``, request the OTA shared attributes.
+  ``v1/devices/me/attributes/response/+``, report ``current_sw_title`` /
+  ``current_sw_version`` from ``current_software()``, then request the OTA shared
+  attributes. The report is telemetry like any other: stamped (see below) and queued in the
+  outbox, so its ``ts`` is ordered with every other message and a later report (a FAILED
+  naming the version that runs) is never older than it; the attribute request goes out once
+  the report has been delivered (after whatever was queued before it). A report of a
+  previous connection that is still queued is dropped: the new one supersedes it.
 * A refusal that retrying cannot fix (CONNACK 4 / 5, or its MQTT 5 equivalents): ONE error
   line, :attr:`GmqttLink.refused` tells why, and the link retries only every
   ``settings.refused_retry_s`` (default 10 minutes: the operator may fix the device's
@@ -30,8 +35,8 @@ Telemetry (OTA states included) goes through the :class:`DurableOutbox` first, w
 ``{"ts": <unix ms>, "values": {...}}``; one sender task publishes the head with
 QoS 1, waits for its PUBACK, deletes it, then sends the next (strict order, at-least-once:
 at most the message in flight is duplicated after a crash or a lost connection). While
-offline messages wait on disk with their original ``ts``. Attribute requests and the
-``current_sw_*`` report are not persisted: a fresh one goes out on every connect.
+offline messages wait on disk with their original ``ts``. Attribute requests are not
+persisted: a fresh one goes out on every connect.
 
 Telemetry timestamps never go back, not even across restarts: ``ts`` is
 ``max(now_ms, last_ts_ms + 1)``, and ``last_ts_ms`` is kept durably in
@@ -289,6 +294,9 @@ class _Session:
         self.up = False
         self.lost = asyncio.Event()
         self.acks: dict[int, asyncio.Future[None]] = {}
+        self.request_after: int | None = None
+        """Send the OTA attribute request once the outbox head is past this sequence
+        number (the connect's ``current_sw_*`` report): it follows the report."""
 
     @property
     def live(self) -> bool:
@@ -322,6 +330,7 @@ class GmqttLink:
             outbox.directory / LINK_STATE_DIR_NAME / LAST_TS_FILE_NAME, clock
         )
         self._enqueue_lock = threading.Lock()
+        self._software_report_seq: int | None = None
         self._client_id = settings.client_id or f"teg-ota-{uuid.uuid4().hex[:12]}"
         self._request_ids = itertools.count(1)
         self._lifecycle = threading.Lock()
@@ -401,27 +410,29 @@ class GmqttLink:
     def _enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> None:
         # One lock from stamping to queueing: outbox order is ts order, across threads.
         with self._enqueue_lock:
-            ts_ms = self._stamps.next_ms()
-            message = {"ts": ts_ms, "values": dict(values)}
-            try:
-                payload = json.dumps(
-                    message, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                ).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                raise TelemetryError(f"telemetry is not JSON-serialisable: {exc}") from exc
-            if len(payload) > MAX_PAYLOAD_BYTES:
-                # ThingsBoard would close the session on it, again and again: never queue it.
-                raise TelemetryError(
-                    f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
-                )
-            self._stamps.commit(ts_ms)  # durable before any message carries this ts
-            try:
-                self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
-            except OSError as exc:
-                raise TelemetryError(
-                    f"cannot queue telemetry in {self._outbox.directory}: {exc}"
-                ) from exc
+            self._enqueue_locked(values, ota_state=ota_state)
         self._call_in_loop(self._wakeup.set)
+
+    def _enqueue_locked(self, values: Mapping[str, object], *, ota_state: bool) -> int:
+        """Stamp and queue one message (the enqueue lock held); returns its outbox sequence."""
+        ts_ms = self._stamps.next_ms()
+        message = {"ts": ts_ms, "values": dict(values)}
+        try:
+            payload = json.dumps(
+                message, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise TelemetryError(f"telemetry is not JSON-serialisable: {exc}") from exc
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            # ThingsBoard would close the session on it, again and again: never queue it.
+            raise TelemetryError(f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        self._stamps.commit(ts_ms)  # durable before any message carries this ts
+        try:
+            return self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
+        except OSError as exc:
+            raise TelemetryError(
+                f"cannot queue telemetry in {self._outbox.directory}: {exc}"
+            ) from exc
 
     def _call_in_loop(self, callback: Callable[[], object]) -> None:
         loop = self._loop
@@ -630,7 +641,6 @@ class GmqttLink:
         if session is None or client is not session.client:
             return
         session.up = True
-        self._connected.set()
         try:
             session.client.subscribe(
                 [
@@ -638,10 +648,19 @@ class GmqttLink:
                     gmqtt.Subscription(ATTRIBUTES_RESPONSE_FILTER, qos=1),
                 ]
             )
-            self._publish_current_software(session.client)
-            self._send_attribute_request()
         except Exception:  # noqa: BLE001 - keep the session; the sender still runs
-            logger.exception("MQTT link: error while setting up the session")
+            logger.exception("MQTT link: error while subscribing")
+        # The attribute request follows the current_sw_* report (the sender sends it once
+        # the report is delivered), or goes out at once when there is nothing to report.
+        session.request_after = self._queue_current_software()
+        if session.request_after is None:
+            try:
+                self._send_attribute_request()
+            except Exception:  # noqa: BLE001 - keep the session; the sender still runs
+                logger.exception("MQTT link: error while requesting the OTA attributes")
+        # Connected once the report is queued: whatever is published after wait_connected()
+        # returns is stamped after it.
+        self._connected.set()
         self._wakeup.set()
 
     def _on_disconnect(self, client: object, packet: object, exc: object = None) -> None:
@@ -674,19 +693,42 @@ class GmqttLink:
         session = self._session
         return session if session is not None and session.live else None
 
-    def _publish_current_software(self, client: _Client) -> None:
+    def _queue_current_software(self) -> int | None:
+        """Queue ``current_sw_*`` as telemetry (stamped like every message, in the outbox);
+        returns its outbox sequence number, ``None`` if nothing was queued. Never raises.
+
+        ``current_software()`` is asked under the enqueue lock: a report queued by another
+        thread meanwhile (UPDATED naming a new version) then gets a later ``ts`` than this
+        one, never an earlier one with the older truth winning in ThingsBoard.
+        """
         try:
-            title, version = self._current_software()
+            with self._enqueue_lock:
+                title, version = self._current_software()
+                values = {
+                    key: value
+                    for key, value in (
+                        ("current_sw_title", title),
+                        ("current_sw_version", version),
+                    )
+                    if value is not None
+                }
+                if not values:
+                    return None
+                seq = self._enqueue_locked(values, ota_state=False)
+                superseded, self._software_report_seq = self._software_report_seq, seq
+            if superseded is not None:
+                # The previous connection's report, if it is still queued: never delivered
+                # (or at most in flight), and this one says the same, later. (remove()
+                # raises only when the directory cannot be synced: the entry is gone.)
+                with contextlib.suppress(OSError):
+                    self._outbox.remove(superseded)
+        except TelemetryError as exc:
+            logger.error("current_sw_* not reported: {}", exc)
+            return None
         except Exception:  # noqa: BLE001 - a reporting problem must not break the session
             logger.exception("current_software() failed; current_sw_* not reported")
-            return
-        values = {
-            key: value
-            for key, value in (("current_sw_title", title), ("current_sw_version", version))
-            if value is not None
-        }
-        if values:
-            client.publish(TELEMETRY_TOPIC, json.dumps(values), qos=1)
+            return None
+        return seq
 
     def _send_attribute_request(self) -> None:
         session = self._live_session()
@@ -709,6 +751,14 @@ class GmqttLink:
             try:
                 session = self._live_session()
                 entry = self._outbox.peek() if session is not None else None
+                if (
+                    session is not None
+                    and session.request_after is not None
+                    and (entry is None or entry.seq > session.request_after)
+                ):
+                    # The connect's current_sw_* report is out (or was dropped by the bound).
+                    session.request_after = None
+                    self._send_attribute_request()
                 if session is None or entry is None:
                     await self._wakeup.wait()
                     continue

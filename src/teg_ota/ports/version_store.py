@@ -22,12 +22,14 @@ class VersionStore(Protocol):
         ...
 
     def set_known_good(self, version: str) -> None:
-        """Also keeps the replaced known-good version as :meth:`previous_known_good`."""
+        """Record ``version`` in the bounded known-good history (newest first): already the
+        newest: nothing; the second entry (a rollback going back one): the newest is
+        dropped; anything else is pushed on top. So rollbacks walk back, never forward."""
         ...
 
     def previous_known_good(self) -> str | None:
-        """The known-good version before the current one: ``teg-ota rollback``'s target
-        after a successful update."""
+        """The second entry of the history: ``teg-ota rollback``'s target after a
+        successful update."""
         ...
 
     def failed(self) -> FailedVersion | None: ...
