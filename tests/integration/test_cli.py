@@ -3,27 +3,21 @@
 Each test has its own data directory, controller work tree, container name and image prefix
 (the controller repository of tests/integration/controller_repo.py is made once per module).
 Commands run as ``python -m teg_ota`` or through the installed ``teg-ota`` console script,
-with the environment of the end-to-end tests; tests that talk to a broker use the
-``mosquitto`` fixture, the others point at a closed port.
+with the environment of the end-to-end tests (tests/integration/gateway_under_test.py); tests
+that talk to a broker use the ``mosquitto`` fixture, the others point at a closed port.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
-import docker.errors
 import pytest
-from controller_repo import ControllerRepo, git, make_controller_repo, remove_dangling_layers
+from controller_repo import ControllerRepo, git, make_controller_repo
+from gateway_under_test import GatewayUnderTest
 from harness import LOCALHOST, MosquittoBroker, free_port, wait_until
 
 from teg_ota.ports.container_runtime import VERSION_LABEL
@@ -31,77 +25,22 @@ from teg_ota.ports.container_runtime import VERSION_LABEL
 pytestmark = pytest.mark.timeout(180)
 
 TOKEN = "S3CRET-cli-token-4b1d"
-SW_TITLE = "teg-controller"
-_OUR_VARIABLE = re.compile(r"^(TEG_|GATEWAY_DATA_PATH$|CONTROLLER_GIT_PATH$)")
-_CONSOLE_SCRIPT = Path(sys.executable).parent / "teg-ota"
 
 
-class Cli:
-    """Settings of one test and the commands run with them."""
+class Cli(GatewayUnderTest):
+    """Settings of one test and the commands run with them; the broker is ``broker`` once
+    set, else a closed port."""
 
     def __init__(self, tmp: Path, repo: ControllerRepo, client: docker.DockerClient) -> None:
-        suffix = uuid.uuid4().hex[:10]
-        self.tmp = tmp
-        self.repo = repo
-        self.client = client
-        self.prefix = f"teg-cli-{suffix}-"
-        self.container_name = f"teg-cli-controller-{suffix}"
-        self.data = tmp / "data"
-        self.git_path = tmp / "controller"
+        super().__init__(tmp, repo, client, "teg-cli", token=TOKEN)
         self.broker: MosquittoBroker | None = None
         self.closed_port = free_port()  # nothing listens there
 
-    def env(self, **overrides: str | None) -> dict[str, str]:
-        """The e2e tests' environment; an override of ``None`` removes the variable."""
-        env = {k: v for k, v in os.environ.items() if not _OUR_VARIABLE.match(k)}
-        env.update(
-            {
-                "TEG_MQTT_HOST": LOCALHOST,
-                "TEG_MQTT_PORT": str(self.broker.port if self.broker else self.closed_port),
-                "TEG_MQTT_TOKEN": TOKEN,
-                "GATEWAY_DATA_PATH": str(self.data),
-                "CONTROLLER_GIT_PATH": str(self.git_path),
-                "TEG_CONTROLLER_GIT_URL": self.repo.url,
-                "TEG_DEFAULT_CONTROLLER_VERSION": "v1.0",
-                "TEG_CONTROLLER_PRIVILEGED": "0",
-                "TEG_CONTROLLER_NETWORK_MODE": "host",
-                "TEG_CONTROLLER_CONTAINER": self.container_name,
-                "TEG_CONTROLLER_IMAGE_PREFIX": self.prefix,
-                "TEG_SW_TITLE": SW_TITLE,
-                "TEG_HEALTH_GRACE_S": "3",
-                "TEG_STOP_GRACE_S": "5",
-            }
-        )
-        for key, value in overrides.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
-
-    def run(
-        self, *args: str, script: bool = False, timeout: float = 120, **env: str | None
-    ) -> subprocess.CompletedProcess[str]:
-        """``python -m teg_ota ARGS`` (``script``: the ``teg-ota`` console script)."""
-        command = [str(_CONSOLE_SCRIPT)] if script else [sys.executable, "-m", "teg_ota"]
-        return subprocess.run(
-            [*command, *args],
-            env=self.env(**env),
-            cwd=self.tmp,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+    def process_env(self, **overrides: str | None) -> dict[str, str]:
+        port = self.broker.port if self.broker else self.closed_port
+        return self.env(port, **{"TEG_STOP_GRACE_S": "5", **overrides})
 
     # -- what the commands left ---------------------------------------------------------------
-    def controller(self) -> dict[str, Any] | None:
-        try:
-            attrs: dict[str, Any] = self.client.api.inspect_container(self.container_name)
-        except docker.errors.NotFound:
-            return None
-        return attrs
-
     def running_version(self) -> str | None:
         attrs = self.controller()
         if attrs is None or not attrs["State"]["Running"]:
@@ -117,14 +56,6 @@ class Cli:
             interval=0.1,
         )
 
-    def prefixed_images(self) -> list[str]:
-        return sorted(
-            tag
-            for image in self.client.api.images()
-            for tag in image.get("RepoTags") or ()
-            if tag.startswith(self.prefix)
-        )
-
     def assert_nothing_touched(self) -> None:
         assert not self.data.exists(), sorted(self.data.rglob("*"))
         assert not self.git_path.exists(), "the repository was cloned"
@@ -132,14 +63,6 @@ class Cli:
         assert self.prefixed_images() == []
         if self.broker is not None:
             assert "New client connected" not in self.broker.logs()
-
-    def close(self) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_container(self.container_name, force=True)
-        for tag in self.prefixed_images():
-            with contextlib.suppress(docker.errors.APIError):
-                self.client.images.remove(tag, force=True)
-        remove_dangling_layers(self.client)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +81,7 @@ def cli(
     try:
         yield env
     finally:
-        env.close()
+        env.remove_containers_and_images()
 
 
 @pytest.fixture
@@ -176,7 +99,7 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_invalid_configuration_exits_2_with_one_line_naming_the_variable(cli: Cli) -> None:
-    result = cli.run("run", TEG_MQTT_PORT="http", timeout=30)
+    result = cli.run_cli("run", TEG_MQTT_PORT="http", timeout=30)
 
     assert result.returncode == 2, output(result)
     assert result.stdout == ""
@@ -196,7 +119,7 @@ def test_invalid_configuration_exits_2_with_one_line_naming_the_variable(cli: Cl
     ],
 )
 def test_configuration_errors_never_print_the_token(cli: Cli, variable: str, value: str) -> None:
-    result = cli.run("status", script=True, timeout=30, **{variable: value})
+    result = cli.run_cli("status", script=True, timeout=30, **{variable: value})
 
     assert result.returncode == 2, output(result)
     lines = result.stderr.splitlines()
@@ -208,8 +131,8 @@ def test_configuration_errors_never_print_the_token(cli: Cli, variable: str, val
 def test_update_with_an_option_as_version_is_refused_and_touches_nothing(cli_broker: Cli) -> None:
     cli = cli_broker
     # As an option, argparse refuses it; after "--" it is a version, and parse_version does.
-    as_option = cli.run("update", "--upload-pack=x", script=True, timeout=30)
-    as_version = cli.run("update", "--", "--upload-pack=x", script=True, timeout=30)
+    as_option = cli.run_cli("update", "--upload-pack=x", script=True, timeout=30)
+    as_version = cli.run_cli("update", "--", "--upload-pack=x", script=True, timeout=30)
 
     assert as_option.returncode == 2, output(as_option)
     assert as_option.stderr.startswith("usage: teg-ota update"), output(as_option)
@@ -225,7 +148,7 @@ def test_update_with_an_option_as_version_is_refused_and_touches_nothing(cli_bro
 def test_doctor_all_ok(cli_broker: Cli) -> None:
     git("clone", "-q", cli_broker.repo.url, str(cli_broker.git_path))
 
-    result = cli_broker.run("doctor", script=True, timeout=60)
+    result = cli_broker.run_cli("doctor", script=True, timeout=60)
 
     assert result.returncode == 0, output(result)
     lines = result.stdout.splitlines()
@@ -242,7 +165,7 @@ def test_doctor_reports_the_broker_problem_with_a_fix(
 ) -> None:
     port = mosquitto.port if broker_up else cli.closed_port
 
-    result = cli.run("doctor", timeout=60, TEG_MQTT_PORT=str(port), TEG_MQTT_TOKEN=None)
+    result = cli.run_cli("doctor", timeout=60, TEG_MQTT_PORT=str(port), TEG_MQTT_TOKEN=None)
 
     assert result.returncode == 1, output(result)
     lines = result.stdout.splitlines()
@@ -265,15 +188,15 @@ def test_doctor_reports_the_broker_problem_with_a_fix(
 def test_update_update_rollback_then_a_crashing_version(cli_broker: Cli) -> None:
     cli = cli_broker
     for version in ("v1.0", "v1.1"):
-        result = cli.run("update", version)
+        result = cli.run_cli("update", version)
         assert result.returncode == 0, output(result)
         assert result.stdout.splitlines()[-1] == f"updated: {version}", output(result)
         cli.wait_running(version)
 
-    rollback = cli.run("rollback")
+    rollback = cli.run_cli("rollback")
     assert rollback.returncode == 0, output(rollback)
     cli.wait_running("v1.0")
-    status = cli.run("status", "--json", timeout=60)
+    status = cli.run_cli("status", "--json", timeout=60)
     assert status.returncode == 0, output(status)
     data = json.loads(status.stdout)
     assert data["running"] is True
@@ -281,11 +204,11 @@ def test_update_update_rollback_then_a_crashing_version(cli_broker: Cli) -> None
     assert data["last_launched"] == "v1.0"
     assert data["update"] is None
 
-    broken = cli.run("update", "v2.0-broken")
+    broken = cli.run_cli("update", "v2.0-broken")
     assert broken.returncode == 1, output(broken)
     assert broken.stdout.splitlines()[-1].startswith("rolled-back: "), output(broken)
     cli.wait_running("v1.0")
-    data = json.loads(cli.run("status", "--json", timeout=60).stdout)
+    data = json.loads(cli.run_cli("status", "--json", timeout=60).stdout)
     assert (data["version"], data["last_launched"], data["failed"]) == (
         "v1.0",
         "v1.0",
@@ -298,7 +221,7 @@ def test_update_update_rollback_then_a_crashing_version(cli_broker: Cli) -> None
 
 
 def test_json_log_format_makes_every_stderr_line_a_json_object(cli_broker: Cli) -> None:
-    result = cli_broker.run(
+    result = cli_broker.run_cli(
         "update", "v9.9.9-nope", TEG_LOG_FORMAT="json", TEG_LOG_LEVEL="DEBUG", timeout=60
     )
 
