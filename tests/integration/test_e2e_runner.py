@@ -654,26 +654,12 @@ def test_sigkill_during_a_build_then_restart(e2e: E2E) -> None:
     # After recovery the runner asks for its attributes and gets the same assignment again.
     e2e.wait_alive(second, lambda: standin.attribute_requests > requests, 60)
     decision = second.wait_log(rf"OTA request for '{re.escape(tag)}': (\w+)", 30)[1]
-    if decision == "StartUpdate":  # a legitimate fresh attempt: let it finish
-        e2e.wait_alive(
-            second,
-            lambda: sum(s in ("UPDATED", "FAILED") for s in standin.sw_states(restart_mark)) >= 2,
-            90,
-        )
-    else:
-        assert decision == "RefuseFailed", decision
+    # An interrupted preparation blames nothing: the re-sent assignment is a fresh attempt.
+    assert decision == "StartUpdate", decision
+    e2e.wait_state(second, "UPDATED", restart_mark, timeout=120)
 
-    states = standin.sw_states(since)
-    assert states[:2] == ["DOWNLOADING", "FAILED"], states
-    terminal = ("UPDATED", "FAILED")
-    assert not any(a in terminal and b in terminal for a, b in itertools.pairwise(states)), (
-        f"two terminal states in a row: {states}"
-    )
-    if decision != "StartUpdate":
-        assert states == ["DOWNLOADING", "FAILED"]
-        assert identity(e2e.wait_controller("v1.0")) == before
-    attrs = e2e.controller()
-    assert attrs is not None and attrs["State"]["Running"], "a controller runs"
+    assert standin.sw_states(since) == ["DOWNLOADING", "FAILED", *UPDATE_STATES]
+    assert e2e.wait_controller(tag)["Config"]["Labels"][VERSION_LABEL] == tag
     assert e2e.journal() is None
 
 

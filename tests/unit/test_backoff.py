@@ -55,7 +55,11 @@ def test_policy_rejects_invalid_settings(fields: dict[str, float], message: str)
     ],
 )
 def test_policy_accepts_edge_settings(fields: dict[str, float]) -> None:
-    BackoffPolicy(**fields)  # type: ignore[arg-type]
+    policy = BackoffPolicy(**fields)  # type: ignore[arg-type]
+
+    assert policy.delay_for(1) == policy.initial_s
+    long_streak = policy.max_s if policy.factor > 1 else policy.initial_s
+    assert policy.delay_for(10_000) == long_streak
 
 
 def test_default_schedule_doubles_from_2s_and_caps_at_300s() -> None:

@@ -30,7 +30,3 @@ class VerificationFailed(UpdateFailed):
 
 class HealthCheckFailed(UpdateFailed):
     """The new controller exited or turned unhealthy within the health grace period."""
-
-
-class NoVersionKnown(DomainError):
-    """Nothing says which controller version to run: no store entry and no default."""
