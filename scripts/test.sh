@@ -20,6 +20,9 @@ bash "$ROOT/scripts/ensure-venv.sh" dev
 section "ruff check src tests"
 .venv/bin/ruff check src tests
 
+section "lint-imports (layer contracts in pyproject.toml)"
+.venv/bin/lint-imports
+
 section "mypy"
 .venv/bin/mypy
 

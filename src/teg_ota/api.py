@@ -10,7 +10,7 @@ gateway.status()
 from teg_ota.app.container import Container, build_container, build_gateway
 from teg_ota.app.gateway import Gateway, GatewayStatus
 from teg_ota.app.settings import ConfigError, Settings, load_settings
-from teg_ota.domain.outcome import Outcome, UpdateResult
+from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.ports import OtaReport, TelemetrySink
 
 __all__ = [

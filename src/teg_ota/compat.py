@@ -19,8 +19,8 @@ from typing import Any
 from teg_ota.app.container import Container, build_container
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.settings import Settings, load_settings
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.versions import image_tag, parse_version
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.versions import image_tag, parse_version
 from teg_ota.ports.container_runtime import ContainerRuntimeError
 from teg_ota.ports.source_repo import SourceRepoError
 

@@ -34,7 +34,7 @@ from teg_ota.adapters.docker_runtime import (
     _free_bytes_at,
     parse_docker_time_ms,
 )
-from teg_ota.domain.versions import image_tag, parse_version
+from teg_ota.domain.model.versions import image_tag, parse_version
 from teg_ota.ports.container_runtime import (
     COMMIT_LABEL,
     VERSION_LABEL,

@@ -39,8 +39,8 @@ from teg_ota.adapters.file_version_store import (
     FileVersionStore,
     InvalidStoredVersion,
 )
-from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
-from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.version_store import VersionStore, VersionStoreError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -28,7 +28,7 @@ from loguru import logger
 
 from teg_ota.adapters.durable_outbox import DurableOutbox
 from teg_ota.adapters.gmqtt_link import OTA_SHARED_KEYS, GmqttLink, MqttSettings
-from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError, TelemetrySink
 
 TELEMETRY = "v1/devices/me/telemetry"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
-from teg_ota.domain.versions import version_from_image
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.versions import version_from_image
 from teg_ota.ports import (
     BuildFailed,
     ControllerExit,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from teg_ota.domain.backoff import BackoffPolicy, RestartBackoff
+from teg_ota.domain.core.backoff import BackoffPolicy, RestartBackoff
 
 HOUR = 3600.0
 NAN = math.nan

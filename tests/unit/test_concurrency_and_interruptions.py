@@ -10,11 +10,11 @@ import pytest
 
 from teg_ota import compat
 from teg_ota.app.settings import Settings
-from teg_ota.domain.journal import JournalPhase, UpdateJournal
-from teg_ota.domain.ota_state import OtaState
-from teg_ota.domain.outcome import Outcome
-from teg_ota.domain.settings import WatchdogSettings
-from teg_ota.domain.watchdog import Watchdog
+from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
+from teg_ota.domain.model.outcome import Outcome
+from teg_ota.domain.model.settings import WatchdogSettings
+from teg_ota.domain.services.watchdog import Watchdog
 
 from .fakes import PREFIX, Behaviour
 from .test_update_service import SUCCESS, World, tag

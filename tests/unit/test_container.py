@@ -12,7 +12,7 @@ import pytest
 from teg_ota import compat
 from teg_ota.app.container import build_container, build_gateway
 from teg_ota.app.settings import Settings
-from teg_ota.domain.outcome import Outcome
+from teg_ota.domain.model.outcome import Outcome
 
 from .fakes import PREFIX, FakeClock, FakeRepo, FakeRuntime, FakeStore, FakeTelemetry
 from .test_update_service import C1, C2, tag

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from teg_ota.domain.decision import (
+from teg_ota.domain.core.decision import (
     AlreadyRunning,
     Decision,
     Defer,
@@ -17,10 +17,10 @@ from teg_ota.domain.decision import (
     UpdateContext,
     decide_update,
 )
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.journal import FailedVersion
-from teg_ota.domain.ota_messages import OtaRequest
-from teg_ota.domain.versions import Version, VersionKind, parse_version
+from teg_ota.domain.core.ota_messages import OtaRequest
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.journal import FailedVersion
+from teg_ota.domain.model.versions import Version, VersionKind, parse_version
 
 TITLE = "teg-controller"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

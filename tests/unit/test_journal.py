@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from teg_ota.domain.journal import CorruptJournal, FailedVersion, JournalPhase, UpdateJournal
-from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.model.journal import CorruptJournal, FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -28,7 +28,7 @@ _SCRIPT = textwrap.dedent(
 
         configure_logging()
 
-    logging.getLogger("teg_ota.domain.update_service").warning("stdlib-marker-1")
+    logging.getLogger("teg_ota.domain.services.update_service").warning("stdlib-marker-1")
     namespace = {"__name__": "teg_ota.domain.embedded_probe"}
     exec("from loguru import logger\\nlogger.warning('loguru-marker-2')", namespace)
 
@@ -74,7 +74,7 @@ def test_configure_logging_shows_teg_ota_warnings(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
     expected = {
-        "stdlib-marker-1": "teg_ota.domain.update_service:",
+        "stdlib-marker-1": "teg_ota.domain.services.update_service:",
         "loguru-marker-2": "teg_ota.domain.embedded_probe:",
         "--corrupt-marker-3": "teg_ota.adapters.file_version_store:",
     }

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teg_ota.domain.ota_messages import (
+from teg_ota.domain.core.ota_messages import (
     MAX_PAYLOAD_BYTES,
     OTA_ATTRIBUTE_KEYS,
     InvalidOta,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from teg_ota.domain.errors import IllegalTransition
-from teg_ota.domain.journal import JournalPhase, UpdateJournal
-from teg_ota.domain.ota_state import OtaProgress, OtaState, allowed_next
+from teg_ota.domain.model.errors import IllegalTransition
+from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaProgress, OtaState, allowed_next
 
 S = OtaState
 NON_TERMINAL_PATH = (S.DOWNLOADING, S.DOWNLOADED, S.VERIFIED, S.UPDATING)

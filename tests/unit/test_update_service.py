@@ -7,13 +7,13 @@ from collections.abc import Mapping
 
 import pytest
 
-from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
-from teg_ota.domain.ota_messages import OtaRequest
-from teg_ota.domain.ota_state import OtaState
-from teg_ota.domain.outcome import Outcome
-from teg_ota.domain.settings import UpdateSettings
-from teg_ota.domain.update_service import UpdateService
-from teg_ota.domain.versions import image_tag, parse_version
+from teg_ota.domain.core.ota_messages import OtaRequest
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
+from teg_ota.domain.model.outcome import Outcome
+from teg_ota.domain.model.settings import UpdateSettings
+from teg_ota.domain.model.versions import image_tag, parse_version
+from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.ports import Health
 
 from .fakes import (

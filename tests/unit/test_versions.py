@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.versions import (
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.versions import (
     MAX_IMAGE_NAME_LENGTH,
     Version,
     VersionKind,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from teg_ota.domain.backoff import BackoffPolicy
-from teg_ota.domain.journal import JournalPhase, UpdateJournal
-from teg_ota.domain.settings import WatchdogSettings
-from teg_ota.domain.watchdog import NO_VERSION_ERROR, Watchdog
+from teg_ota.domain.core.backoff import BackoffPolicy
+from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.settings import WatchdogSettings
+from teg_ota.domain.services.watchdog import NO_VERSION_ERROR, Watchdog
 
 from .test_update_service import World, tag
 

@@ -39,8 +39,8 @@ from docker.api.build import process_dockerfile
 from docker.types import CancellableStream
 from loguru import logger
 
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.versions import IMAGE_TAG, parse_version, version_from_image
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.versions import IMAGE_TAG, parse_version, version_from_image
 from teg_ota.ports.container_runtime import (
     VERSION_LABEL,
     BuildFailed,

@@ -6,7 +6,7 @@ dulwich then writes objects but no refs), and reset to a commit the way
 ``git checkout -f <c> && git reset --hard <c> && git clean -fdx`` would.
 
 Every string that reaches dulwich as a ref name or object id was validated by
-:func:`teg_ota.domain.versions.parse_version` first, and only ``refs/tags/<tag>`` or a full
+:func:`teg_ota.domain.model.versions.parse_version` first, and only ``refs/tags/<tag>`` or a full
 40-hex object id is ever looked up: no revision expressions, no branches.
 
 Remote URLs may carry credentials (``https://user:token@host/repo.git``); no log line and no
@@ -47,8 +47,8 @@ from dulwich.refs import HEADREF, LOCAL_TAG_PREFIX, DiskRefsContainer, Ref
 from dulwich.repo import Repo
 from loguru import logger
 
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.versions import VersionKind, parse_version
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.versions import VersionKind, parse_version
 from teg_ota.ports.source_repo import (
     FetchFailed,
     ResetFailed,

@@ -52,9 +52,9 @@ from teg_ota.adapters.atomic_file import (
     remove_stale_temp_files,
     write_atomic,
 )
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.journal import FailedVersion, UpdateJournal
-from teg_ota.domain.versions import parse_version
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.model.versions import parse_version
 from teg_ota.ports.version_store import VersionStoreError
 
 LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"

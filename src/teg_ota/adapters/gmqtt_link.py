@@ -82,7 +82,7 @@ from teg_ota.adapters.atomic_file import (
     write_atomic,
 )
 from teg_ota.adapters.durable_outbox import DurableOutbox
-from teg_ota.domain.ota_messages import MAX_PAYLOAD_BYTES, OTA_ATTRIBUTE_KEYS
+from teg_ota.domain.core.ota_messages import MAX_PAYLOAD_BYTES, OTA_ATTRIBUTE_KEYS
 from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError
 
 TELEMETRY_TOPIC: Final = "v1/devices/me/telemetry"

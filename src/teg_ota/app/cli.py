@@ -24,8 +24,8 @@ from teg_ota.app.logging_setup import configure_logging
 from teg_ota.app.process_lock import AlreadyLocked, ProcessLock
 from teg_ota.app.runner import FLUSH_TIMEOUT_S, run_forever
 from teg_ota.app.settings import ConfigError, Settings, load_settings, unknown_variables
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.versions import parse_version
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.versions import parse_version
 from teg_ota.ports.telemetry_sink import OtaReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_ENGINE = 0, 1, 2, 3, 4

@@ -20,8 +20,8 @@ from teg_ota.adapters.system_clock import SystemClock
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.inbox import AttributeInbox
 from teg_ota.app.settings import Settings
-from teg_ota.domain.update_service import UpdateService
-from teg_ota.domain.watchdog import Watchdog
+from teg_ota.domain.services.update_service import UpdateService
+from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import VERSION_LABEL
 
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 from loguru import logger
 
-from teg_ota.domain.outcome import Outcome, UpdateResult
-from teg_ota.domain.update_service import UpdateService
-from teg_ota.domain.watchdog import Watchdog
+from teg_ota.domain.model.outcome import Outcome, UpdateResult
+from teg_ota.domain.services.update_service import UpdateService
+from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import (
     ContainerRuntime,
     ContainerRuntimeError,

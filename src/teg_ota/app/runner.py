@@ -26,8 +26,8 @@ from teg_ota.app.container import Container
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.serial_worker import SerialWorker
 from teg_ota.app.settings import Settings
-from teg_ota.domain.journal import JournalPhase
-from teg_ota.domain.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
+from teg_ota.domain.core.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
+from teg_ota.domain.model.journal import JournalPhase
 from teg_ota.ports.container_runtime import ContainerRuntime
 
 SHUTDOWN_GRACE_S = 5.0

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from teg_ota.domain.backoff import BackoffPolicy
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.settings import UpdateSettings, WatchdogSettings
-from teg_ota.domain.versions import parse_version
+from teg_ota.domain.core.backoff import BackoffPolicy
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.settings import UpdateSettings, WatchdogSettings
+from teg_ota.domain.model.versions import parse_version
 
 T = TypeVar("T")
 

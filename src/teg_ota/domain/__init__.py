@@ -1,5 +1,4 @@
-"""The pure core: version rules, OTA messages and states, update decisions, backoff, services.
-
-Nothing here imports anything but the standard library, ``teg_ota.domain`` and
-``teg_ota.ports``; every effect goes through a port.
+"""The domain: values (``model``), pure rules (``core``) and the thin shell over the ports
+(``services``). Dependencies point one way, held by import-linter (pyproject.toml):
+services -> (ports | core) -> model, and model imports only the standard library.
 """

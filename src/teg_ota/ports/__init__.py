@@ -1,7 +1,8 @@
 """Ports: the protocols the domain needs from the outside world, and the errors adapters raise.
 
 Adapters implement these structurally (``typing.Protocol``); nothing here imports an I/O
-library. Domain value types (states, journal) are shared from ``teg_ota.domain``.
+library. Values and error types live in ``teg_ota.domain.model``; each port re-exports the
+ones its callers need.
 """
 
 from teg_ota.ports.clock import Clock
@@ -17,6 +18,14 @@ from teg_ota.ports.container_runtime import (
     StartFailed,
     StopFailed,
 )
+from teg_ota.ports.package_source import (
+    BuildContext,
+    ImageArchive,
+    PackageRef,
+    PackageSource,
+    PackageSourceError,
+    Staged,
+)
 from teg_ota.ports.source_repo import (
     FetchFailed,
     ResetFailed,
@@ -28,6 +37,12 @@ from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError, TelemetrySin
 from teg_ota.ports.version_store import VersionStore, VersionStoreError
 
 __all__ = [
+    "BuildContext",
+    "ImageArchive",
+    "PackageRef",
+    "PackageSource",
+    "PackageSourceError",
+    "Staged",
     "BuildFailed",
     "Clock",
     "ContainerRuntime",

@@ -6,79 +6,39 @@ privilege, restart policy, environment and mounts; the domain only says which im
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
-VERSION_LABEL = "org.teg.controller.version"
-COMMIT_LABEL = "org.teg.controller.commit"
+from teg_ota.domain.model.controller import (
+    COMMIT_LABEL,
+    VERSION_LABEL,
+    ControllerExit,
+    ControllerState,
+    Health,
+    ImageInfo,
+)
+from teg_ota.domain.model.errors import (
+    BuildFailed,
+    ContainerRuntimeError,
+    RuntimeUnavailable,
+    StartFailed,
+    StopFailed,
+)
 
-
-class ContainerRuntimeError(Exception):
-    """Base of the runtime's errors; messages are safe to show as ``sw_error``."""
-
-
-class RuntimeUnavailable(ContainerRuntimeError):
-    """The container engine cannot be reached (down, restarting, socket missing)."""
-
-
-class BuildFailed(ContainerRuntimeError):
-    """An image build failed; the message carries the engine's own error."""
-
-
-class StartFailed(ContainerRuntimeError):
-    """The controller container could not be created or started."""
-
-
-class StopFailed(ContainerRuntimeError):
-    """The controller container could not be stopped."""
-
-
-class Health(enum.StrEnum):
-    NONE = "none"
-    """The image has no HEALTHCHECK: running is all there is to know."""
-    STARTING = "starting"
-    HEALTHY = "healthy"
-    UNHEALTHY = "unhealthy"
-
-
-@dataclass(frozen=True, slots=True)
-class ControllerState:
-    """What the engine says about the controller container right now."""
-
-    exists: bool
-    running: bool = False
-    version: str | None = None
-    """From the image's version label, else parsed from the image name (old gateway)."""
-    image: str | None = None
-    started_at_ms: int | None = None
-    health: Health = Health.NONE
-    exit_code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ControllerExit:
-    """Why the controller stopped being a healthy running container."""
-
-    exit_code: int | None
-    unhealthy: bool = False
-
-    def describe(self) -> str:
-        if self.unhealthy:
-            return "turned unhealthy"
-        if self.exit_code is None:
-            return "stopped"
-        return f"exited with code {self.exit_code}"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    tag: str
-    created_at: float
-    """Unix seconds."""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    size_bytes: int = 0
+__all__ = [
+    "COMMIT_LABEL",
+    "VERSION_LABEL",
+    "BuildFailed",
+    "ContainerRuntime",
+    "ContainerRuntimeError",
+    "ControllerExit",
+    "ControllerState",
+    "Health",
+    "ImageInfo",
+    "RuntimeUnavailable",
+    "StartFailed",
+    "StopFailed",
+]
 
 
 class ContainerRuntime(Protocol):
@@ -103,6 +63,12 @@ class ContainerRuntime(Protocol):
 
         Raises :class:`BuildFailed` with the engine's message.
         """
+        ...
+
+    def load_image(self, archive_path: str, tag: str, labels: Mapping[str, str]) -> None:
+        """Load a ``docker save`` archive (optionally gzip/zstd-compressed) and tag its image
+        as ``tag`` carrying ``labels``. Raises :class:`BuildFailed` when the archive holds no
+        loadable image."""
         ...
 
     def run_controller(self, tag: str, labels: Mapping[str, str]) -> None:

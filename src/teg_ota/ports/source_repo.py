@@ -2,21 +2,14 @@
 
 from typing import Protocol
 
+from teg_ota.domain.model.errors import (
+    FetchFailed,
+    ResetFailed,
+    SourceRepoError,
+    UnknownVersion,
+)
 
-class SourceRepoError(Exception):
-    """Base of the repository's errors; messages never contain credentials."""
-
-
-class FetchFailed(SourceRepoError):
-    """The remote could not be reached or refused the fetch."""
-
-
-class UnknownVersion(SourceRepoError):
-    """No tag or commit of that name exists in the repository."""
-
-
-class ResetFailed(SourceRepoError):
-    """The work tree could not be brought to the requested commit."""
+__all__ = ["FetchFailed", "ResetFailed", "SourceRepo", "SourceRepoError", "UnknownVersion"]
 
 
 class SourceRepo(Protocol):

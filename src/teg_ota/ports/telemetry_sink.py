@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
-from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.model.errors import TelemetryError
+from teg_ota.domain.model.report import OtaReport
 
-
-class TelemetryError(Exception):
-    """Telemetry could not even be queued (e.g. the outbox is not writable)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OtaReport:
-    """One OTA state report; ``current_*`` say what runs now (sent with terminal states)."""
-
-    state: OtaState
-    error: str | None = None
-    current_title: str | None = None
-    current_version: str | None = None
-
-    def values(self) -> dict[str, object]:
-        values: dict[str, object] = {"sw_state": self.state.value}
-        if self.error is not None:
-            values["sw_error"] = self.error
-        if self.current_title is not None:
-            values["current_sw_title"] = self.current_title
-        if self.current_version is not None:
-            values["current_sw_version"] = self.current_version
-        return values
+__all__ = ["OtaReport", "TelemetryError", "TelemetrySink"]
 
 
 class TelemetrySink(Protocol):

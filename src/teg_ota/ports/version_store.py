@@ -1,12 +1,12 @@
 """VersionStore port: what must survive a restart or a power cut."""
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from teg_ota.domain.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.model.errors import VersionStoreError
+from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
 
-
-class VersionStoreError(Exception):
-    """The store could not persist a value (disk full, read-only file system)."""
+__all__ = ["VersionStore", "VersionStoreError"]
 
 
 class VersionStore(Protocol):
@@ -17,19 +17,14 @@ class VersionStore(Protocol):
 
     def set_last_launched(self, version: str) -> None: ...
 
-    def known_good(self) -> str | None:
-        """The last version that passed its health gate: the rollback target."""
+    def known_good_history(self) -> tuple[str, ...]:
+        """The versions that passed their health gate, newest first (the newest is the
+        rollback target). How it changes is ``domain.core.known_good``'s rule, not the
+        store's."""
         ...
 
-    def set_known_good(self, version: str) -> None:
-        """Record ``version`` in the bounded known-good history (newest first): already the
-        newest: nothing; the second entry (a rollback going back one): the newest is
-        dropped; anything else is pushed on top. So rollbacks walk back, never forward."""
-        ...
-
-    def previous_known_good(self) -> str | None:
-        """The second entry of the history: ``teg-ota rollback``'s target after a
-        successful update."""
+    def set_known_good_history(self, history: Sequence[str]) -> None:
+        """Durably replace the history (newest first)."""
         ...
 
     def failed(self) -> FailedVersion | None: ...

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from teg_ota.domain.errors import InvalidVersion
-from teg_ota.domain.journal import FailedVersion
-from teg_ota.domain.ota_messages import OtaRequest
-from teg_ota.domain.versions import Version, parse_version
+from teg_ota.domain.core.ota_messages import OtaRequest
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.journal import FailedVersion
+from teg_ota.domain.model.versions import Version, parse_version
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from teg_ota.domain.backoff import RestartBackoff
-from teg_ota.domain.ota_state import OtaState
-from teg_ota.domain.settings import WatchdogSettings
-from teg_ota.domain.update_service import UpdateService
+from teg_ota.domain.core.backoff import RestartBackoff
+from teg_ota.domain.model.ota_state import OtaState
+from teg_ota.domain.model.settings import WatchdogSettings
+from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
 from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError, TelemetrySink

@@ -25,7 +25,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from teg_ota.domain.errors import InvalidVersion
+from teg_ota.domain.model.errors import InvalidVersion
 
 MAX_TAG_LENGTH = 128
 """Long enough for any release naming scheme; short enough that the encoded image name fits
@@ -169,3 +169,12 @@ def version_from_image(prefix: str, image: str) -> str | None:
     except InvalidVersion:
         return None
     return candidate if canonical == name else None
+
+
+def normalised(raw: object) -> str | None:
+    """The canonical form of a version (a commit in lower case), or ``None`` when ``raw`` is
+    not a valid version: the one normalisation every store and service uses."""
+    try:
+        return parse_version(raw).value
+    except InvalidVersion:
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from teg_ota.domain.backoff import BackoffPolicy
+from teg_ota.domain.model.backoff_policy import BackoffPolicy
 
 
 @dataclass(frozen=True, slots=True)

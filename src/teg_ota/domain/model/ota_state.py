@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from teg_ota.domain.errors import IllegalTransition
+from teg_ota.domain.model.errors import IllegalTransition
 
 
 class OtaState(enum.StrEnum):

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from teg_ota.domain.ota_state import OtaState
+from teg_ota.domain.model.ota_state import OtaState
 
 
 class JournalPhase(enum.StrEnum):

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from teg_ota.domain.decision import (
+from teg_ota.domain.core.decision import (
     AlreadyRunning,
     Defer,
     Ignore,
@@ -28,23 +28,23 @@ from teg_ota.domain.decision import (
     UpdateContext,
     decide_update,
 )
-from teg_ota.domain.errors import (
+from teg_ota.domain.core.ota_messages import (
+    OtaRequest,
+    is_ota_notification,
+    parse_ota_message,
+)
+from teg_ota.domain.model.errors import (
     DiskSpaceLow,
     HealthCheckFailed,
     InvalidVersion,
     UpdateFailed,
     VerificationFailed,
 )
-from teg_ota.domain.journal import FailedVersion, JournalPhase, UpdateJournal
-from teg_ota.domain.ota_messages import (
-    OtaRequest,
-    is_ota_notification,
-    parse_ota_message,
-)
-from teg_ota.domain.ota_state import OtaProgress, OtaState
-from teg_ota.domain.outcome import Outcome, UpdateResult
-from teg_ota.domain.settings import UpdateSettings
-from teg_ota.domain.versions import Version, image_tag, parse_version
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaProgress, OtaState
+from teg_ota.domain.model.outcome import Outcome, UpdateResult
+from teg_ota.domain.model.settings import UpdateSettings
+from teg_ota.domain.model.versions import Version, image_tag, parse_version
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import (
     COMMIT_LABEL,
