@@ -138,13 +138,13 @@ class GatewayDockerClient(_Singleton):
             return
 
     def start_controller(self, version_to_launch: str) -> None:
-        _gateway().service.start_controller(version_to_launch)
+        _gateway().update(version_to_launch)
 
     def start_controller_safely(self, version_to_launch: str) -> None:
-        _gateway().service.start_controller_safely(version_to_launch)
+        _gateway().update_safely(version_to_launch)
 
     def stop_controller(self) -> None:
-        _gateway().service.stop_controller()
+        _gateway().stop_controller()
 
 
 class GatewayGitClient(_Singleton):

@@ -23,6 +23,7 @@ from teg_ota.ports import (
     VersionStoreError,
 )
 from teg_ota.ports.container_runtime import COMMIT_LABEL, VERSION_LABEL
+from teg_ota.ports.package_source import BuildContext, PackageRef, Staged
 
 PREFIX = "teg-controller-"
 
@@ -171,6 +172,15 @@ class FakeRuntime:
         self.image_created[tag] = self.clock.now()
         self.clock.advance(0.001)
 
+    def load_image(self, archive_path: str, tag: str, labels: Mapping[str, str]) -> None:
+        self._check()
+        self.calls.append(f"load {tag} from {archive_path}")
+        if self.build_fails is not None:
+            raise BuildFailed(self.build_fails)
+        self.images[tag] = dict(labels)
+        self.image_created[tag] = self.clock.now()
+        self.clock.advance(0.001)
+
     def run_controller(self, tag: str, labels: Mapping[str, str]) -> None:
         self._check()
         self.calls.append(f"run {tag}")
@@ -282,6 +292,31 @@ class FakeRepo:
         self.head = commit
 
 
+class FakeRepoSource:
+    """The git package source's recipe over a :class:`FakeRepo`: fetch then resolve, and a
+    work tree reset to the digest as the build context."""
+
+    def __init__(self, repo: FakeRepo) -> None:
+        self.repo = repo
+        self.released: list[Staged] = []
+
+    def resolve(self, package: PackageRef) -> str:
+        self.repo.fetch()
+        return self.repo.resolve(package.version.value)
+
+    def stage(
+        self,
+        package: PackageRef,
+        digest: str,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Staged:
+        self.repo.reset_to(digest)
+        return BuildContext(self.repo.worktree)
+
+    def release(self, staged: Staged) -> None:
+        self.released.append(staged)
+
+
 @dataclass
 class FakeTelemetry:
     reports: list[OtaReport] = field(default_factory=list)
@@ -311,7 +346,7 @@ class FakeStore:
         self.default = default
         self.launched: str | None = None
         self.good_history: list[str] = []
-        """Known-good versions, newest first (the FileVersionStore's history rule)."""
+        """Known-good versions, newest first, as stored (``domain.core.known_good`` changes it)."""
         self.failed_version: FailedVersion | None = None
         self.current_journal: UpdateJournal | None = None
         self.phases: list[JournalPhase] = []
@@ -343,23 +378,12 @@ class FakeStore:
     def previous_good(self) -> str | None:
         return self.good_history[1] if len(self.good_history) > 1 else None
 
-    def known_good(self) -> str | None:
-        return self.good
+    def known_good_history(self) -> tuple[str, ...]:
+        return tuple(self.good_history)
 
-    def set_known_good(self, version: str) -> None:
-        """The newest again: nothing; the second (a rollback): the newest is dropped;
-        anything else: pushed on top (an older occurrence removed), at most 10 kept."""
+    def set_known_good_history(self, history: Sequence[str]) -> None:
         self._write_check()
-        history = self.good_history
-        if history and history[0] == version:
-            return
-        if len(history) > 1 and history[1] == version:
-            self.good_history = history[1:]
-            return
-        self.good_history = [version, *(v for v in history if v != version)][:10]
-
-    def previous_known_good(self) -> str | None:
-        return self.previous_good
+        self.good_history = list(history)
 
     def failed(self) -> FailedVersion | None:
         return self.failed_version

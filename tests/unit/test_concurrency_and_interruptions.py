@@ -41,11 +41,11 @@ def slow_build(world: World) -> tuple[threading.Event, threading.Event]:
 
 def test_recover_acts_on_the_journal_as_it_is_once_it_holds_the_lock(world: World) -> None:
     building, release = slow_build(world)
-    updater = threading.Thread(target=world.service.start_controller, args=("v1.1",))
+    updater = threading.Thread(target=world.gateway.update, args=("v1.1",))
     updater.start()
     assert building.wait(5)
     recovered: list[Outcome] = []
-    recoverer = threading.Thread(target=lambda: recovered.append(world.service.recover().outcome))
+    recoverer = threading.Thread(target=lambda: recovered.append(world.gateway.recover().outcome))
     recoverer.start()  # reads the in-flight journal, then waits for the lock
 
     release.set()
@@ -140,7 +140,7 @@ def test_shutdown_lets_preparation_finish_but_starts_no_swap(world: World) -> No
     assert restarted.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
 
 
-def test_a_queued_request_runs_on_its_own_thread_not_the_releasing_one(world: World) -> None:
+def test_every_operation_runs_on_the_one_worker_thread_never_a_callers(world: World) -> None:
     building, release = slow_build(world)
     threads: list[str] = []
     original_run = world.runtime.run_controller
@@ -151,18 +151,18 @@ def test_a_queued_request_runs_on_its_own_thread_not_the_releasing_one(world: Wo
 
     world.runtime.run_controller = record  # type: ignore[method-assign]
     updater = threading.Thread(
-        target=world.service.start_controller, args=("v1.1",), name="operator"
+        target=world.gateway.update, args=("v1.1",), name="operator"
     )
     updater.start()
     assert building.wait(5)
 
-    assert world.service.handle_request(world.request("v1.2")).outcome is Outcome.DEFERRED
+    assert world.gateway.handle_request(world.request("v1.2")).outcome is Outcome.DEFERRED
     release.set()
     updater.join(10)
-    assert world.service.wait_for_queue(10)
+    assert world.gateway.wait_idle(10)
 
     assert world.runtime.running_version == "v1.2"
-    assert threads == ["operator", "teg-ota-queued-update"]
+    assert threads == ["teg-ota-worker", "teg-ota-worker"]
 
 
 def test_watchdog_retries_a_waiting_recovery_with_backoff_not_in_a_loop(world: World) -> None:

@@ -7,13 +7,17 @@ from collections.abc import Mapping
 
 import pytest
 
+from teg_ota.app.exclusive import Exclusive
+from teg_ota.app.gateway import Gateway
+from teg_ota.domain.core import recovery
 from teg_ota.domain.core.ota_messages import OtaRequest
 from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.outcome import Outcome
-from teg_ota.domain.model.settings import UpdateSettings
+from teg_ota.domain.model.settings import UpdateSettings, WatchdogSettings
 from teg_ota.domain.model.versions import image_tag, parse_version
 from teg_ota.domain.services.update_service import UpdateService
+from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports import Health
 
 from .fakes import (
@@ -21,6 +25,7 @@ from .fakes import (
     Behaviour,
     FakeClock,
     FakeRepo,
+    FakeRepoSource,
     FakeRuntime,
     FakeStore,
     FakeTelemetry,
@@ -60,11 +65,29 @@ class World:
         self.store.launched = "v1.0"
         self.store.good = "v1.0"
         self.service = self.new_service()
+        self._gateway: Gateway | None = None
 
     def new_service(self) -> UpdateService:
         return UpdateService(
-            self.runtime, self.repo, self.telemetry, self.store, self.clock, self.settings
+            self.runtime,
+            FakeRepoSource(self.repo),
+            self.telemetry,
+            self.store,
+            self.clock,
+            self.settings,
         )
+
+    @property
+    def gateway(self) -> Gateway:
+        """The service behind the facade and its one Exclusive, as the runner, the CLI and
+        the compat names use it (built once per World)."""
+        if self._gateway is None:
+            watchdog = Watchdog(
+                self.runtime, self.store, self.telemetry, self.clock, self.service,
+                WatchdogSettings(),
+            )
+            self._gateway = Gateway(self.service, watchdog, self.runtime, self.store, Exclusive())
+        return self._gateway
 
     def request(self, version: str, title: str | None = "teg-controller") -> OtaRequest:
         return OtaRequest(version=version, title=title)
@@ -441,11 +464,11 @@ def test_requests_during_an_update_are_coalesced_latest_wins(world: World) -> No
 
     def during_build(line: str) -> None:
         if line == "Successfully built" and not sent:
-            sent.append(world.service.handle_request(world.request("v1.2")).outcome)
-            sent.append(world.service.handle_request(world.request(C4)).outcome)
+            sent.append(world.gateway.handle_request(world.request("v1.2")).outcome)
+            sent.append(world.gateway.handle_request(world.request(C4)).outcome)
 
-    result = world.service.handle_request(world.request("v1.1"), on_progress=during_build)
-    assert world.service.wait_for_queue(10)
+    result = world.gateway.handle_request(world.request("v1.1"), on_progress=during_build)
+    assert world.gateway.wait_idle(10)
 
     assert sent == [Outcome.DEFERRED, Outcome.DEFERRED]
     assert result.outcome is Outcome.UPDATED
@@ -661,15 +684,15 @@ def test_requests_deferred_by_another_thread_are_served(world: World) -> None:
         original(*args, **kwargs)
 
     world.runtime.build_image = slow_build  # type: ignore[method-assign]
-    worker = threading.Thread(target=world.service.start_controller, args=("v1.1",))
+    worker = threading.Thread(target=world.gateway.update, args=("v1.1",))
     worker.start()
     assert building.wait(5)
 
-    assert world.service.handle_request(world.request("v1.2")).outcome is Outcome.DEFERRED
-    assert world.service.handle_request(world.request(C4)).outcome is Outcome.DEFERRED
+    assert world.gateway.handle_request(world.request("v1.2")).outcome is Outcome.DEFERRED
+    assert world.gateway.handle_request(world.request(C4)).outcome is Outcome.DEFERRED
     release.set()
     worker.join(10)
-    assert world.service.wait_for_queue(10)
+    assert world.gateway.wait_idle(10)
 
     assert world.runtime.running_version == C4
     assert f"build {tag('v1.2')}" not in world.runtime.calls
@@ -746,14 +769,16 @@ def test_interrupted_preparation_leaves_a_running_controller_alone(world: World)
     assert world.telemetry.terminal[0].current_version == "v1.0"
 
 
-def test_a_journal_recovery_cannot_process_does_not_block_the_watchdog(world: World) -> None:
+def test_a_journal_recovery_cannot_process_does_not_block_the_watchdog(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.store.current_journal = UpdateJournal("v1.1", "v1.0", JournalPhase.SWAPPING, 0.0)
     service = world.new_service()
 
-    def bug(journal: UpdateJournal) -> None:
+    def bug(*_: object) -> None:
         raise ValueError("bug")
 
-    service._recover = bug  # type: ignore[assignment,method-assign]
+    monkeypatch.setattr(recovery, "resume", bug)
 
     result = service.recover()
 
@@ -782,10 +807,10 @@ def test_two_rollbacks_go_back_two_versions(world: World) -> None:
 
     assert first.outcome is Outcome.UPDATED
     assert world.runtime.running_version == "v1.1"
-    assert (world.store.known_good(), world.store.previous_known_good()) == ("v1.1", "v1.0")
+    assert (world.store.good, world.store.previous_good) == ("v1.1", "v1.0")
 
     second = world.service.rollback()  # further back, not forward to v1.2 again
 
     assert second.outcome is Outcome.UPDATED
     assert world.runtime.running_version == "v1.0"
-    assert (world.store.known_good(), world.store.previous_known_good()) == ("v1.0", None)
+    assert (world.store.good, world.store.previous_good) == ("v1.0", None)

@@ -6,20 +6,20 @@ as dependency-injector intends; nothing else in teg_ota imports dependency_injec
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from dependency_injector import containers, providers
 
-from teg_ota.adapters.docker_runtime import DockerRuntime, DockerRuntimeSettings
-from teg_ota.adapters.dulwich_repo import DulwichSourceRepo
-from teg_ota.adapters.durable_outbox import DurableOutbox
+from teg_ota.adapters.docker import DockerRuntime, DockerRuntimeSettings
 from teg_ota.adapters.file_version_store import FileVersionStore
-from teg_ota.adapters.gmqtt_link import GmqttLink, MqttSettings
+from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
+from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink, MqttSettings
 from teg_ota.adapters.system_clock import SystemClock
+from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.inbox import AttributeInbox
 from teg_ota.app.settings import Settings
+from teg_ota.domain.services.reporting import CurrentSoftware
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import VERSION_LABEL
@@ -52,14 +52,6 @@ def _mqtt_settings(settings: Settings) -> MqttSettings:
     )
 
 
-def _late(
-    provider: Callable[[], UpdateService],
-) -> Callable[[], tuple[str | None, str | None]]:
-    """The link needs the service's view of the running version and the service needs the
-    link as its telemetry sink: the link gets a callable that resolves the service late."""
-    return lambda: provider().current_software()
-
-
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -77,23 +69,29 @@ class Container(containers.DeclarativeContainer):
     outbox = providers.Singleton(
         DurableOutbox.in_data_path, providers.Callable(Path, settings.provided.data_path)
     )
-    update_service = providers.Singleton(
-        UpdateService,
-        runtime=runtime,
-        repo=repo,
-        telemetry=providers.Dependency(),  # replaced below, after `telemetry` exists
-        store=store,
-        clock=clock,
-        settings=providers.Callable(Settings.update_settings, settings),
+    # Git is the first package source; later sources are chosen here (providers.Selector).
+    source = providers.Singleton(GitPackageSource, repo)
+    current_software = providers.Singleton(
+        CurrentSoftware, runtime, settings.provided.sw_title
     )
     telemetry = providers.Singleton(
         GmqttLink,
         providers.Callable(_mqtt_settings, settings),
         outbox,
-        current_software=providers.Callable(_late, update_service.provider),
+        current_software=current_software,
         on_attributes=inbox,
     )
-    update_service.add_kwargs(telemetry=telemetry)
+    update_service = providers.Singleton(
+        UpdateService,
+        runtime=runtime,
+        source=source,
+        telemetry=telemetry,
+        store=store,
+        clock=clock,
+        settings=providers.Callable(Settings.update_settings, settings),
+        current=current_software,
+    )
+    exclusive = providers.Singleton(Exclusive)
     watchdog = providers.Singleton(
         Watchdog,
         runtime=runtime,
@@ -104,7 +102,12 @@ class Container(containers.DeclarativeContainer):
         settings=providers.Callable(Settings.watchdog_settings, settings),
     )
     gateway = providers.Singleton(
-        Gateway, service=update_service, watchdog=watchdog, runtime=runtime, store=store
+        Gateway,
+        service=update_service,
+        watchdog=watchdog,
+        runtime=runtime,
+        store=store,
+        exclusive=exclusive,
     )
 
 

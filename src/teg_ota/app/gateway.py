@@ -2,7 +2,8 @@
 
 Products that own their MQTT connection hand attribute payloads to
 :meth:`Gateway.handle_attributes` and call :meth:`Gateway.watchdog_tick` from their main
-loop; everything else (Docker, Git, the version store) stays inside.
+loop; everything else (Docker, Git, the version store) stays inside. Every operation goes
+through the process's one :class:`~teg_ota.app.exclusive.Exclusive`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from dataclasses import asdict, dataclass
 
 from loguru import logger
 
+from teg_ota.app.exclusive import Exclusive
+from teg_ota.domain.core import known_good
+from teg_ota.domain.core.ota_messages import OtaRequest, is_ota_notification, parse_ota_message
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
+from teg_ota.domain.model.versions import normalised
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import (
@@ -50,20 +55,69 @@ class Gateway:
         watchdog: Watchdog,
         runtime: ContainerRuntime,
         store: VersionStore,
+        exclusive: Exclusive | None = None,
     ) -> None:
         self.service = service
         self.watchdog = watchdog
+        self.exclusive = exclusive or Exclusive()
         self._runtime = runtime
         self._store = store
 
+    # ------------------------------------------------------------ OTA requests
+
     def handle_attributes(self, payload: object) -> bool:
-        """The seed's ``on_msg_check_for_ota_update``: acts on an OTA attribute payload
-        (synchronously) and returns whether it was an OTA notification."""
-        return self.service.handle_attributes(payload)
+        """The seed's ``on_msg_check_for_ota_update``: acts on an OTA attribute payload and
+        returns whether it was an OTA notification. Synchronous when nothing else runs;
+        while an update runs the request waits its turn (latest wins)."""
+        message = parse_ota_message(payload)
+        if isinstance(message, OtaRequest):
+            self.handle_request(message)
+        else:
+            logger.debug("attribute message not acted on: {}", message)
+        return is_ota_notification(message)
+
+    def handle_request(
+        self, request: OtaRequest, on_progress: Callable[[str], None] | None = None
+    ) -> UpdateResult:
+        if self.exclusive.busy:
+            # Also on the worker's own thread: a request made from inside an operation (a
+            # progress listener) waits for that operation rather than nesting in it.
+            early = self.service.screen(request, self.service.in_flight or "?")
+            if early is not None:
+                return early
+            self.offer(request)
+            return UpdateResult(Outcome.DEFERRED, version=normalised(request.version))
+        return self.exclusive.run(self.service.handle_request, request, on_progress)
+
+    def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
+        """Queue ``request`` behind what runs; a newer offer replaces it (latest wins).
+        ``then`` runs after it, on the same thread."""
+        self.exclusive.offer(repr(request.version), lambda: self._run_offered(request, then))
+
+    def _run_offered(self, request: OtaRequest, then: Callable[[], object] | None) -> None:
+        try:
+            self.service.handle_request(request)
+        except Exception:  # noqa: BLE001 - the gateway must outlive any single update
+            logger.exception("update to {!r} crashed", request.version)
+            try:
+                self.service.recover()
+            except Exception:  # noqa: BLE001 - the watchdog retries the recovery
+                logger.exception("recovery after the crashed update failed")
+        if then is not None:
+            then()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no request runs or waits (tests, embedding products)."""
+        return self.exclusive.wait_idle(timeout)
+
+    # ------------------------------------------------------------------ commands
 
     def watchdog_tick(self) -> bool:
-        """The seed's ``restart_controller_if_needed``."""
-        return self.watchdog.restart_controller_if_needed()
+        """The seed's ``restart_controller_if_needed``; does nothing while an operation
+        runs (the caller's main loop is not blocked by an update)."""
+        if self.exclusive.busy and not self.exclusive.on_own_thread():
+            return False
+        return self.exclusive.run(self.watchdog.restart_controller_if_needed)
 
     def update(
         self,
@@ -72,17 +126,31 @@ class Gateway:
         force: bool = False,
         on_progress: Callable[[str], None] | None = None,
     ) -> UpdateResult:
-        return self.service.start_controller(version, force=force, on_progress=on_progress)
+        return self.exclusive.run(
+            self.service.start_controller, version, force=force, on_progress=on_progress
+        )
+
+    def update_safely(self, version: str) -> UpdateResult:
+        return self.exclusive.run(self.service.start_controller_safely, version)
 
     def rollback(self) -> UpdateResult:
-        return self.service.rollback()
+        return self.exclusive.run(self.service.rollback)
 
     def recover(self) -> UpdateResult:
-        return self.service.recover()
+        return self.exclusive.run(self.service.recover)
+
+    def stop_controller(self) -> None:
+        self.exclusive.run(self.service.stop_controller)
+
+    def report_current_software(self) -> None:
+        self.exclusive.run(self.service.report_current_software)
 
     def ensure_running(self) -> UpdateResult:
         """Start-up: run the last launched version (else the default) if nothing runs.
         When no version is known at all, the watchdog asks ThingsBoard and reports FAILED."""
+        return self.exclusive.run(self._ensure_running)
+
+    def _ensure_running(self) -> UpdateResult:
         try:
             state = self._runtime.controller_state()
         except ContainerRuntimeError as exc:
@@ -94,7 +162,7 @@ class Gateway:
             return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
         version = self._store.last_launched()
         if version is None:
-            self.watchdog_tick()
+            self.watchdog.restart_controller_if_needed()
             return UpdateResult(Outcome.FAILED, error="no controller version known")
         return self.service.launch(version)
 
@@ -114,7 +182,7 @@ class Gateway:
             health=state.health.value if state.running else None,
             exit_code=state.exit_code if state.exists and not state.running else None,
             last_launched=self._store.last_launched(),
-            known_good=self._store.known_good(),
+            known_good=known_good.newest(self._store.known_good_history()),
             failed=failed.version if failed else None,
             failed_error=failed.error if failed else None,
             update=journal.to_dict() if journal else None,

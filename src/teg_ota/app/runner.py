@@ -18,17 +18,20 @@ import asyncio
 import contextlib
 import signal
 import threading
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from loguru import logger
 
 from teg_ota.app.container import Container
+from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.gateway import Gateway
-from teg_ota.app.serial_worker import SerialWorker
 from teg_ota.app.settings import Settings
 from teg_ota.domain.core.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
 from teg_ota.domain.model.journal import JournalPhase
 from teg_ota.ports.container_runtime import ContainerRuntime
+
+T = TypeVar("T")
 
 SHUTDOWN_GRACE_S = 5.0
 FLUSH_TIMEOUT_S = 3.0
@@ -48,9 +51,9 @@ class Runner:
         self._settings = settings
         self._gateway: Gateway = container.gateway()
         self._runtime: ContainerRuntime = container.runtime()
-        self._worker = SerialWorker()
-        self._pending: OtaRequest | None = None
-        self._ota_ready = asyncio.Event()
+        # The process's one Exclusive: assignments wait in its mailbox until start-up is done.
+        self._exclusive: Exclusive = self._gateway.exclusive
+        self._exclusive.close_offers()
         self._controller_exited = asyncio.Event()
         self._stopping = threading.Event()
         self._rearm = threading.Event()
@@ -81,20 +84,20 @@ class Runner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        finished = await asyncio.to_thread(self._worker.wait_idle, SHUTDOWN_GRACE_S)
+        finished = await asyncio.to_thread(self._exclusive.wait_idle, SHUTDOWN_GRACE_S)
         if not finished and self._mid_swap():
             # Stopping the old and starting the new controller takes at most the stop
             # grace: let the swap finish rather than leave a rollback to the next start.
             logger.info("a container swap is under way; letting it finish")
             finished = await asyncio.to_thread(
-                self._worker.wait_idle, self._settings.stop_grace_s + SHUTDOWN_GRACE_S
+                self._exclusive.wait_idle, self._settings.stop_grace_s + SHUTDOWN_GRACE_S
             )
         if not finished:
             logger.warning("abandoning the current step; the journal resumes it at next start")
         self._container.inbox().attach(None)
         if isinstance(link, _Link):
             await asyncio.to_thread(link.stop, FLUSH_TIMEOUT_S)
-        self._worker.close()
+        self._exclusive.close_offers()
         logger.info("teg-ota runner stopped; the controller keeps running")
         return 0
 
@@ -107,16 +110,14 @@ class Runner:
             link.start()
         for step in (self._gateway.recover, self._gateway.ensure_running):
             try:
-                await self._worker.submit(step)
+                await self._submit(step)
             except Exception:  # noqa: BLE001 - the watchdog retries what start-up could not
                 logger.exception("start-up step {} failed", step.__name__)
-        await self._worker.submit(self._gateway.service.report_current_software)
+        await self._submit(self._gateway.service.report_current_software)
+        self._exclusive.open_offers()
         watcher = threading.Thread(target=self._watch_exits, name="teg-ota-exits", daemon=True)
         watcher.start()
-        tasks += [
-            asyncio.create_task(self._serve_ota(), name="ota"),
-            asyncio.create_task(self._serve_watchdog(), name="watchdog"),
-        ]
+        tasks.append(asyncio.create_task(self._serve_watchdog(), name="watchdog"))
 
     def _mid_swap(self) -> bool:
         try:
@@ -144,25 +145,10 @@ class Runner:
             logger.debug("attribute message on {!r} ignored: {}", topic, message)
 
     def _offer(self, request: OtaRequest) -> None:
-        if self._pending is not None:
-            logger.info("queued {!r} superseded by {!r}", self._pending.version, request.version)
-        self._pending = request
-        self._ota_ready.set()
+        self._gateway.offer(request, then=self._rearm.set)
 
-    async def _serve_ota(self) -> None:
-        while True:
-            await self._ota_ready.wait()
-            self._ota_ready.clear()
-            request, self._pending = self._pending, None
-            if request is None:
-                continue
-            try:
-                await self._worker.submit(self._gateway.service.handle_request, request)
-            except Exception:  # noqa: BLE001 - the runner must outlive any single update
-                logger.exception("update to {!r} crashed", request.version)
-                with contextlib.suppress(Exception):  # the watchdog retries the recovery
-                    await self._worker.submit(self._gateway.service.recover)
-            self._rearm.set()
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._exclusive.submit(fn))
 
     # -------------------------------------------------------------- watchdog
 
@@ -191,7 +177,7 @@ class Runner:
             delay = interval
             try:
                 # Through the worker: the backoff state is only ever touched on its thread.
-                restart_in = await self._worker.submit(self._gateway.watchdog.seconds_until_restart)
+                restart_in = await self._submit(self._gateway.watchdog.seconds_until_restart)
                 if 0 < restart_in < delay:
                     delay = restart_in
             except Exception:  # noqa: BLE001
@@ -200,7 +186,7 @@ class Runner:
                 await asyncio.wait_for(self._controller_exited.wait(), timeout=delay)
             self._controller_exited.clear()
             try:
-                if await self._worker.submit(self._gateway.watchdog_tick):
+                if await self._submit(self._gateway.watchdog_tick):
                     self._rearm.set()
             except Exception:  # noqa: BLE001
                 logger.exception("watchdog tick failed")

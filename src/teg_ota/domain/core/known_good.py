@@ -11,7 +11,9 @@ from collections.abc import Sequence
 MAX_HISTORY = 10
 
 
-def after_success(history: Sequence[str], version: str, limit: int = MAX_HISTORY) -> tuple[str, ...]:
+def after_success(
+    history: Sequence[str], version: str, limit: int = MAX_HISTORY
+) -> tuple[str, ...]:
     """``history`` after ``version`` passed its health gate.
 
     Already the newest: unchanged. The second entry (a rollback going back one step): the

@@ -1,0 +1,126 @@
+"""Resuming after a crash or a power cut: one function over the journal and what the engine
+shows, one case per row of docs/architecture.md's recovery table.
+
+The answer is a :class:`~teg_ota.domain.core.phases.Step`: the same currency as the phase
+table, so a resumed update continues through the same loop (a rollback resumed after a
+power cut is the rollback the table describes, not a second implementation of it).
+"""
+
+from __future__ import annotations
+
+from teg_ota.domain.core.phases import (
+    ClearJournal,
+    Phase,
+    Report,
+    Step,
+    Stop,
+    WriteJournal,
+)
+from teg_ota.domain.model.controller import ControllerState
+from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
+from teg_ota.domain.model.outcome import Outcome
+from teg_ota.domain.model.versions import parse_version
+
+INTERRUPTED_PREPARING = "interrupted while preparing (gateway restarted)"
+INTERRUPTED_SWAP = "interrupted during the swap (gateway restarted)"
+INTERRUPTED_ROLLBACK = "interrupted while rolling back (gateway restarted)"
+NOT_RUNNING_AFTER_RESTART = "the new controller was not running after a restart"
+
+ROWS = (
+    "already ended",
+    "unreadable target",
+    "PREPARING, a controller runs",
+    "PREPARING, nothing runs",
+    "SWAPPING",
+    "HEALTH_CHECK, the new controller runs",
+    "HEALTH_CHECK, it does not run",
+    "ROLLING_BACK",
+    "COMMITTING",
+)
+"""The rows of the recovery table, in its order (docs/architecture.md prints the same)."""
+
+
+def _roll_back(cause: str, *, at_fault: bool) -> Step:
+    return Step(
+        (WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault),),
+        next=Phase.ROLLING_BACK,
+    )
+
+
+def row(journal: UpdateJournal, engine: ControllerState) -> str:
+    """Which row of the recovery table applies (the table's first column)."""
+    running = engine.running
+    if journal.reported is not None and journal.reported.is_terminal:
+        return "already ended"
+    try:
+        parse_version(journal.target)
+    except InvalidVersion:
+        return "unreadable target"
+    match journal.phase:
+        case JournalPhase.PREPARING:
+            return "PREPARING, a controller runs" if running else "PREPARING, nothing runs"
+        case JournalPhase.SWAPPING:
+            return "SWAPPING"
+        case JournalPhase.HEALTH_CHECK if running and engine.version == journal.target:
+            return "HEALTH_CHECK, the new controller runs"
+        case JournalPhase.HEALTH_CHECK:
+            return "HEALTH_CHECK, it does not run"
+        case JournalPhase.ROLLING_BACK:
+            return "ROLLING_BACK"
+        case JournalPhase.COMMITTING:
+            return "COMMITTING"
+
+
+def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
+    """What to do with an interrupted update, given what the engine shows now."""
+    match row(journal, engine):
+        case "already ended":
+            # Its terminal state is out; only the clean-up was interrupted.
+            return Step((ClearJournal(),), stop=Stop(Outcome.NOTHING_TO_RECOVER))
+        case "unreadable target":
+            return Step(
+                (ClearJournal(),),
+                stop=Stop(Outcome.NOTHING_TO_RECOVER, error="journal named no valid version"),
+            )
+        case "PREPARING, a controller runs":
+            # Never touched: leave it as it is. Not remembered: the version is not to blame,
+            # and the assignment ThingsBoard re-sends after the reconnect retries it.
+            error = (
+                f"update to {journal.target} was {INTERRUPTED_PREPARING}; "
+                f"{engine.version} kept running"
+            )
+            return Step(
+                (Report(OtaState.FAILED, error, current=engine.version or ""), ClearJournal()),
+                stop=Stop(Outcome.FAILED, engine.version, error),
+            )
+        case "PREPARING, nothing runs":
+            # A power cut stopped the old controller: start it again.
+            return _roll_back(INTERRUPTED_PREPARING, at_fault=False)
+        case "SWAPPING":
+            # Nothing was observed against the version: roll back, retry when re-sent.
+            return _roll_back(INTERRUPTED_SWAP, at_fault=False)
+        case "HEALTH_CHECK, the new controller runs":
+            # It keeps its chance: the rest of the grace period is waited out.
+            return Step((), next=Phase.HEALTH_CHECK)
+        case "HEALTH_CHECK, it does not run":
+            # A reboot or an engine restart stops containers: that says nothing against it.
+            return _roll_back(NOT_RUNNING_AFTER_RESTART, at_fault=False)
+        case "ROLLING_BACK":
+            return _roll_back(
+                journal.error or INTERRUPTED_ROLLBACK, at_fault=journal.version_at_fault
+            )
+        case "COMMITTING":
+            # The gate had passed and UPDATED may be out: finish, never roll back.
+            return Step((), next=Phase.COMMITTING)
+    raise AssertionError("unreachable: row() names every case")  # pragma: no cover
+
+
+def remaining_grace_s(grace_s: float, started_at_ms: int | None, now_ms: float) -> float:
+    """What is left of the health grace for a controller that started at ``started_at_ms``
+    (unknown: the whole grace). Never negative, never more than the grace."""
+    if started_at_ms is None:
+        return grace_s
+    up_s = max(now_ms - started_at_ms, 0.0) / 1000
+    return min(max(grace_s - up_s, 0.0), grace_s)
