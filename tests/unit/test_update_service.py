@@ -488,10 +488,33 @@ CRASH_PHASES = [
 ]
 
 
-@pytest.mark.parametrize("power_cut", [False, True], ids=["runner-killed", "power-cut"])
-@pytest.mark.parametrize("phase", CRASH_PHASES, ids=[p.value for p in CRASH_PHASES])
-def test_recovery_after_a_crash_in_any_phase_ends_in_a_known_state(
-    world: World, phase: JournalPhase, power_cut: bool
+CRASH_MATRIX = [
+    # (killed right after journalling, power cut?): (outcome, running after, remembered)
+    (JournalPhase.PREPARING, False, Outcome.FAILED, "v1.0", False),
+    (JournalPhase.PREPARING, True, Outcome.ROLLED_BACK, "v1.0", False),
+    (JournalPhase.SWAPPING, False, Outcome.ROLLED_BACK, "v1.0", False),
+    (JournalPhase.SWAPPING, True, Outcome.ROLLED_BACK, "v1.0", False),
+    (JournalPhase.HEALTH_CHECK, False, Outcome.UPDATED, "v1.1", False),
+    (JournalPhase.HEALTH_CHECK, True, Outcome.ROLLED_BACK, "v1.0", False),
+    (JournalPhase.ROLLING_BACK, False, Outcome.ROLLED_BACK, "v1.0", True),
+    (JournalPhase.ROLLING_BACK, True, Outcome.ROLLED_BACK, "v1.0", True),
+    (JournalPhase.COMMITTING, False, Outcome.UPDATED, "v1.1", False),
+    (JournalPhase.COMMITTING, True, Outcome.UPDATED, "v1.1", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("phase", "power_cut", "outcome", "running", "remembered"),
+    CRASH_MATRIX,
+    ids=[f"{row[0].value}-{'power-cut' if row[1] else 'runner-killed'}" for row in CRASH_MATRIX],
+)
+def test_recovery_after_a_crash_in_any_phase_ends_exactly_as_the_tables_say(
+    world: World,
+    phase: JournalPhase,
+    power_cut: bool,
+    outcome: Outcome,
+    running: str | None,
+    remembered: bool,
 ) -> None:
     if phase is JournalPhase.ROLLING_BACK:
         world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=2)
@@ -505,17 +528,15 @@ def test_recovery_after_a_crash_in_any_phase_ends_in_a_known_state(
 
     result = world.new_service().recover()
 
-    assert world.runtime.running_version in ("v1.0", "v1.1")
-    assert len(world.telemetry.terminal) == 1
+    assert result.outcome is outcome
+    assert world.runtime.running_version == running
     assert world.store.current_journal is None
-    expected = world.runtime.running_version
-    assert world.telemetry.terminal[0].current_version == expected
-    if expected == "v1.1":
-        assert result.outcome is Outcome.UPDATED
-        assert world.store.launched == world.store.good == "v1.1"
-    else:
-        assert world.telemetry.terminal[0].state.value == "FAILED"
-        assert world.store.launched == "v1.0"
+    assert (world.store.failed_version is not None) is remembered
+    assert len(world.telemetry.terminal) == 1
+    terminal = world.telemetry.terminal[0]
+    assert terminal.current_version == running
+    assert terminal.state is (OtaState.UPDATED if running == "v1.1" else OtaState.FAILED)
+    assert world.store.launched == running
 
 
 def test_crash_in_health_window_keeps_a_healthy_new_controller(world: World) -> None:

@@ -1,0 +1,86 @@
+"""The recovery table, row by row: what ``core.recovery.resume`` answers for each journal
+phase and what the engine shows, exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from teg_ota.domain.core import recovery
+from teg_ota.domain.core.phases import ClearJournal, Phase, Report, Step, Stop, WriteJournal
+from teg_ota.domain.model.controller import ControllerState
+from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
+from teg_ota.domain.model.outcome import Outcome
+
+OLD = ControllerState(exists=True, running=True, version="v1.0")
+NEW = ControllerState(exists=True, running=True, version="v1.1")
+DOWN = ControllerState(exists=True, running=False, version="v1.1", exit_code=0)
+
+
+def journal(phase: JournalPhase, **changes: object) -> UpdateJournal:
+    return UpdateJournal("v1.1", "v1.0", phase, 0.0).at(phase, **changes)
+
+
+def back(cause: str, at_fault: bool) -> Step:
+    return Step(
+        (WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault),),
+        next=Phase.ROLLING_BACK,
+    )
+
+
+PREPARING_ERROR = (
+    "update to v1.1 was interrupted while preparing (gateway restarted); v1.0 kept running"
+)
+
+CASES = [
+    ("already ended", journal(JournalPhase.ROLLING_BACK, reported=OtaState.FAILED), OLD,
+     Step((ClearJournal(),), stop=Stop(Outcome.NOTHING_TO_RECOVER))),
+    ("unreadable target", UpdateJournal("-bad", None, JournalPhase.SWAPPING, 0.0), OLD,
+     Step((ClearJournal(),),
+          stop=Stop(Outcome.NOTHING_TO_RECOVER, error="journal named no valid version"))),
+    ("PREPARING, a controller runs", journal(JournalPhase.PREPARING), OLD,
+     Step((Report(OtaState.FAILED, PREPARING_ERROR, current="v1.0"), ClearJournal()),
+          stop=Stop(Outcome.FAILED, "v1.0", PREPARING_ERROR))),
+    ("PREPARING, nothing runs", journal(JournalPhase.PREPARING), DOWN,
+     back(recovery.INTERRUPTED_PREPARING, False)),
+    ("SWAPPING", journal(JournalPhase.SWAPPING), NEW, back(recovery.INTERRUPTED_SWAP, False)),
+    ("HEALTH_CHECK, the new controller runs", journal(JournalPhase.HEALTH_CHECK), NEW,
+     Step((), next=Phase.HEALTH_CHECK)),
+    ("HEALTH_CHECK, it does not run", journal(JournalPhase.HEALTH_CHECK), DOWN,
+     back(recovery.NOT_RUNNING_AFTER_RESTART, False)),
+    ("ROLLING_BACK", journal(JournalPhase.ROLLING_BACK, error="exited", version_at_fault=True),
+     DOWN, back("exited", True)),
+    ("COMMITTING", journal(JournalPhase.COMMITTING), DOWN, Step((), next=Phase.COMMITTING)),
+]
+
+
+@pytest.mark.parametrize(("row", "interrupted", "engine", "expected"), CASES,
+                         ids=[case[0] for case in CASES])
+def test_each_row_resumes_exactly_as_the_table_says(
+    row: str, interrupted: UpdateJournal, engine: ControllerState, expected: Step
+) -> None:
+    assert recovery.row(interrupted, engine) == row
+    assert recovery.resume(interrupted, engine) == expected
+
+
+def test_every_row_of_the_table_has_a_case() -> None:
+    assert [case[0] for case in CASES] == list(recovery.ROWS)
+
+
+def test_an_interrupted_rollback_without_a_cause_says_it_was_interrupted() -> None:
+    step = recovery.resume(journal(JournalPhase.ROLLING_BACK, version_at_fault=False), DOWN)
+    assert step == back(recovery.INTERRUPTED_ROLLBACK, False)
+
+
+def test_health_check_on_another_version_than_the_target_rolls_back() -> None:
+    assert recovery.row(journal(JournalPhase.HEALTH_CHECK), OLD) == "HEALTH_CHECK, it does not run"
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "expected"),
+    [(None, 5_000, 30.0), (0, 10_000, 20.0), (0, 40_000, 0.0), (10_000, 0, 30.0)],
+)
+def test_remaining_grace_is_never_negative_nor_more_than_the_grace(
+    started: int | None, now: float, expected: float
+) -> None:
+    assert recovery.remaining_grace_s(30.0, started, now) == expected
