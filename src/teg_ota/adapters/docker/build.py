@@ -1,0 +1,290 @@
+"""Making the controller image: built from a context, or loaded from a ``docker save`` archive.
+
+Nothing is ever pulled: the engine may only run images made on this machine.
+
+The build context is the controller's Git work tree. Its ``.git/`` directory (which holds
+the remote URL, credentials included, in ``.git/config``) is never sent to the engine: the
+context tar is made here, with the context's ``.dockerignore`` patterns plus ``.git``.
+
+Docker cannot add labels to an image it loads, so a loaded image gets its labels (and its
+name) from a build of ``FROM <loaded image id>`` with no context files; the labels travel in
+the build request's ``labels`` parameter, which the engine applies verbatim (no Dockerfile
+text is made from them, so nothing in a label can be read as an instruction).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO
+
+import docker
+import docker.errors
+import docker.utils.build
+import requests
+from docker.api.build import process_dockerfile
+from loguru import logger
+
+from teg_ota.adapters.docker.archive import read_archive, untagged_tar
+from teg_ota.adapters.docker.client import Engine, bounded, cancellable, raise_on_error, short
+from teg_ota.adapters.docker.validation import checked_labels, is_image_reference
+from teg_ota.domain.model.errors import BuildFailed, ContainerRuntimeError
+
+_ALWAYS_EXCLUDED = (".git",)
+"""Never part of a build context, whatever the context's ``.dockerignore`` says: the
+repository's ``.git/config`` holds the remote URL with its credentials."""
+
+_IMAGE_ID_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_LOADED_RE = re.compile(r"Loaded image(?P<by_id> ID)?: (?P<ref>\S+)")
+
+
+def build_image(
+    engine: Engine,
+    context_dir: str,
+    tag: str,
+    labels: Mapping[str, str],
+    timeout_s: float,
+    on_progress: Callable[[str], None] | None = None,
+) -> None:
+    """Build ``tag`` from ``context_dir`` (never pulling), streaming the build log.
+
+    The context sent to the engine is a tar made here, as ``docker build`` would make
+    it (the context's ``.dockerignore`` honoured), except that ``.git`` is never in it.
+    The whole build is bounded by ``timeout_s``: at the deadline a timer thread closes the
+    build's connection, which makes the engine cancel the build. A progress callback that
+    raises is logged and not called again; the build goes on.
+    """
+    if not os.path.isdir(context_dir):
+        raise BuildFailed(f"build context {context_dir!r} is not a directory")
+    action = f"building {tag}"
+    progress = _GuardedProgress(on_progress) if on_progress is not None else None
+    logger.info("building image {} from {}", tag, context_dir)
+    deadline = time.monotonic() + timeout_s
+    # Made before talking to the engine: a context file that cannot be read is a
+    # BuildFailed, not an unreachable engine.
+    context, dockerfile = _build_context(context_dir, action)
+    try:
+        _build_from(engine, context, dockerfile, tag, labels, action, deadline, timeout_s, progress)
+    finally:
+        context.close()
+    logger.info("built image {}", tag)
+
+
+def load_image(
+    engine: Engine, archive_path: str, tag: str, labels: Mapping[str, str], timeout_s: float
+) -> None:
+    """Load the one image of a ``docker save`` archive as ``tag``, carrying ``labels``.
+
+    Labels and archive are checked before the engine is contacted. The engine loads the
+    archive without the names it carries, so the only name the image gets is ``tag``; should
+    the labelling build fail, the loaded image is removed again unless it was there before
+    (it would be left dangling). Load and labelling together are bounded by ``timeout_s``.
+    """
+    wanted = checked_labels(labels)
+    action = f"loading {tag} from {os.path.basename(archive_path)!r}"
+    if not os.path.isfile(archive_path):
+        raise BuildFailed(f"image archive {archive_path!r} is not a file")
+    try:
+        image = read_archive(archive_path)
+    except BuildFailed as exc:
+        raise BuildFailed(f"{action}: {exc}") from exc
+    logger.info("loading image {} from {} (archived as {})", tag, archive_path, image.repo_tags)
+    deadline = time.monotonic() + timeout_s
+    archived = [name for name in image.repo_tags if is_image_reference(name)]
+    with engine.session(action, BuildFailed) as client:
+        known = image.image_id
+        existed = known is None or _image_id(client, known) is not None
+        named = {name for name in archived if _image_id(client, name) is not None}
+        body = _prefixed(untagged_tar(archive_path, image), action)
+        reported = _load(client, body, action, deadline, timeout_s)
+        found = (_image_id(client, ref) for ref in (*reported, known) if is_image_reference(ref))
+        loaded = next((image_id for image_id in found if image_id is not None), None)
+        if loaded is None:
+            raise BuildFailed(f"{action}: the engine loaded no image from the archive")
+    try:
+        context = _dockerfile_only(f"FROM {loaded}\n")
+        _build_from(engine, context, None, tag, wanted, action, deadline, timeout_s, None)
+    except BaseException:
+        if not existed:
+            _remove_quietly(engine, loaded)
+        raise
+    for name in set(reported) & (set(archived) - named - {tag}):
+        _remove_quietly(engine, name)  # an engine that named the image anyway: untag
+    logger.info("loaded image {} ({})", tag, loaded)
+
+
+def _prefixed(chunks: Iterator[bytes], action: str) -> Iterator[bytes]:
+    """``chunks``, with the action named in a failure (raised while the request is sent)."""
+    try:
+        yield from chunks
+    except BuildFailed as exc:
+        raise BuildFailed(f"{action}: {exc}") from exc
+
+
+def _image_id(client: docker.DockerClient, ref: str) -> str | None:
+    try:
+        found = client.api.inspect_image(ref).get("Id")
+    except docker.errors.NotFound:
+        return None
+    return found if isinstance(found, str) and _IMAGE_ID_RE.fullmatch(found) else None
+
+
+def _load(
+    client: docker.DockerClient,
+    body: Iterator[bytes],
+    action: str,
+    deadline: float,
+    timeout_s: float,
+) -> list[str]:
+    """Send the archive; the names and ids the engine says it loaded."""
+    stream = cancellable(client.api.load_image(body, quiet=False))
+    reported: list[str] = []
+    with bounded(stream, deadline, action, timeout_s):
+        for chunk in stream:
+            raise_on_error(chunk, action, BuildFailed)
+            text = chunk.get("stream") if isinstance(chunk, Mapping) else None
+            for line in text.splitlines() if isinstance(text, str) else ():
+                loaded = _LOADED_RE.fullmatch(line.strip())
+                if loaded is not None:
+                    reported.append(loaded["ref"])
+    return reported
+
+
+def _remove_quietly(engine: Engine, ref: str) -> None:
+    """Remove what a load left behind, never masking why it is being removed."""
+    try:
+        with engine.session(f"removing {ref}") as client:
+            client.api.remove_image(ref, force=False, noprune=False)
+    except (ContainerRuntimeError, docker.errors.DockerException) as exc:
+        logger.warning("could not remove {} after loading an image: {}", ref, exc)
+
+
+def _dockerfile_only(text: str) -> IO[bytes]:
+    """A build context holding nothing but a ``Dockerfile`` with ``text``."""
+    context = io.BytesIO()
+    data = text.encode()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    return context
+
+
+def _build_from(
+    engine: Engine,
+    context: IO[bytes],
+    dockerfile: str | None,
+    tag: str,
+    labels: Mapping[str, str],
+    action: str,
+    deadline: float,
+    timeout_s: float,
+    progress: Callable[[str], None] | None,
+) -> None:
+    with engine.session(action, BuildFailed) as client:
+        try:
+            chunks = client.api.build(
+                fileobj=context,
+                custom_context=True,
+                dockerfile=dockerfile,
+                tag=tag,
+                labels=dict(labels),
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                timeout=timeout_s,
+            )
+        except requests.exceptions.Timeout as exc:
+            raise BuildFailed(f"{action}: timed out after {timeout_s:g} s") from exc
+        stream = cancellable(chunks)
+        built = False
+        with bounded(stream, deadline, action, timeout_s):
+            for chunk in stream:
+                built = _handle_build_chunk(chunk, action, progress) or built
+        if not built:
+            try:
+                present = client.api.inspect_image(tag) is not None
+            except docker.errors.NotFound:
+                present = False
+            if not present:
+                raise BuildFailed(f"{action}: the engine ended the build without an image")
+
+
+def _handle_build_chunk(
+    chunk: object, action: str, on_progress: Callable[[str], None] | None
+) -> bool:
+    """Log/forward one decoded build chunk; raise on an error; True when it names the
+    built image."""
+    if not isinstance(chunk, Mapping):
+        return False
+    raise_on_error(chunk, action, BuildFailed)
+    text = chunk.get("stream")
+    if isinstance(text, str):
+        for raw_line in text.splitlines():
+            line = raw_line.rstrip()
+            if not line:
+                continue
+            logger.debug("build: {}", line)
+            if on_progress is not None:
+                on_progress(line)
+    status = chunk.get("status")
+    if isinstance(status, str) and status:
+        logger.debug("build: {}", status)
+    aux = chunk.get("aux")
+    return isinstance(aux, Mapping) and bool(aux.get("ID"))
+
+
+def _dockerignore_patterns(context_dir: str) -> list[str]:
+    """The context's ``.dockerignore`` patterns, read the way docker-py's ``build`` does."""
+    path = os.path.join(context_dir, ".dockerignore")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        lines = [line.strip() for line in f.read().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _build_context(context_dir: str, action: str) -> tuple[IO[bytes], str | None]:
+    """A tar of ``context_dir`` (``.dockerignore`` honoured, ``.git`` never included) and
+    the Dockerfile name to pass along with it (``None``: the engine's default)."""
+    try:
+        patterns = _dockerignore_patterns(context_dir)
+        dockerfile = process_dockerfile(None, context_dir)
+        context: IO[bytes] = docker.utils.build.tar(
+            context_dir,
+            exclude=[*patterns, *_ALWAYS_EXCLUDED],
+            dockerfile=dockerfile,
+        )
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        raise BuildFailed(f"{action}: cannot read the build context: {short(exc)}") from exc
+    name = dockerfile[0]
+    return context, name if isinstance(name, str) else None
+
+
+class _GuardedProgress:
+    """Calls the build's progress callback until it raises once; the build never fails
+    because of it (a closed stdout raising ``BrokenPipeError`` is not the engine's fault)."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        self._callback: Callable[[str], None] | None = callback
+
+    def __call__(self, line: str) -> None:
+        callback = self._callback
+        if callback is None:
+            return
+        try:
+            callback(line)
+        except Exception as exc:  # noqa: BLE001 - whatever the callback does, the build goes on
+            self._callback = None
+            logger.warning(
+                "build progress callback failed ({}: {}); no more build output is forwarded",
+                type(exc).__name__,
+                exc,
+            )

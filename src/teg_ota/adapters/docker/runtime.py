@@ -1,0 +1,280 @@
+"""``DockerRuntime``: the ``ContainerRuntime`` port on the Docker Engine API (Docker SDK 7).
+
+This module decides what to ask the engine and in which order; what the answers mean is in
+:mod:`.inspection`, how the connection is kept and its errors translated in :mod:`.client`,
+what may be sent in :mod:`.validation`, how an image is made in :mod:`.build` and how an
+exit is awaited in :mod:`.waiting`. Nothing is ever pulled: the engine may only run images
+made on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+from loguru import logger
+
+from teg_ota.adapters.docker import build, inspection, waiting
+from teg_ota.adapters.docker.client import Engine, short
+from teg_ota.adapters.docker.validation import check_tag
+from teg_ota.domain.model.controller import ControllerExit, ControllerState, ImageInfo
+from teg_ota.domain.model.errors import (
+    BuildFailed,
+    ContainerRuntimeError,
+    InvalidVersion,
+    StartFailed,
+    StopFailed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerRuntimeSettings:
+    """How the controller container is run, and where the engine is.
+
+    ``restart_policy`` defaults to ``"no"`` on purpose: teg-ota's watchdog owns restarts, so
+    that restart backoff, crash-loop detection and rollback to the previous version are ours
+    and observable (``wait_for_exit`` sees every exit). A Docker restart policy would restart
+    the container behind the watchdog's back and hide crash loops from it.
+
+    ``privileged`` defaults to ``True`` because the controller needs the Raspberry Pi's
+    hardware; machines whose capability bounding set forbids it (CI) set it to ``False``.
+    """
+
+    container_name: str = "teg_controller"
+    image_prefix: str = "teg-controller-"
+    network_mode: str = "host"
+    privileged: bool = True
+    restart_policy: str = "no"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    mounts: Sequence[str] = ()
+    """Bind mounts in Docker's ``"src:dst[:ro]"`` form."""
+    build_timeout_s: float = 1800
+    """Upper bound for a whole image build (or load); it is cancelled when exceeded."""
+    base_url: str | None = None
+    """Engine address (``unix:///var/run/docker.sock``); ``None`` = ``docker.from_env()``."""
+    prune_label: str | None = None
+    """Only prune stopped containers carrying this label (``key`` or ``key=value``);
+    ``None`` prunes every stopped container, as the seed's gateway did."""
+
+
+class DockerRuntime:
+    """The controller container on a Docker engine (implements ``ContainerRuntime``)."""
+
+    def __init__(self, settings: DockerRuntimeSettings | None = None) -> None:
+        self._settings = settings or DockerRuntimeSettings()
+        self._docker = Engine(self._settings.base_url)
+        self._root_fallback_logged = False
+        self._bad_labels_logged: set[str] = set()
+
+    @property
+    def settings(self) -> DockerRuntimeSettings:
+        return self._settings
+
+    def _client(self) -> docker.DockerClient:
+        return self._docker.client()
+
+    def _engine(
+        self, action: str, failure: type[ContainerRuntimeError] = ContainerRuntimeError
+    ) -> AbstractContextManager[Any]:
+        return self._docker.session(action, failure)
+
+    def _check_tag(self, tag: str, failure: type[ContainerRuntimeError]) -> None:
+        """Tags come from the domain (validated there); refuse anything else anyway."""
+        check_tag(self._settings.image_prefix, tag, failure)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _inspect_container(self, client: docker.DockerClient) -> dict[str, Any] | None:
+        return waiting.inspect_container(client, self._settings.container_name)
+
+    def controller_state(self) -> ControllerState:
+        with self._engine("inspecting the controller container") as client:
+            attrs = self._inspect_container(client)
+            if attrs is None:
+                return ControllerState(exists=False)
+            image_attrs: Mapping[str, Any] | None = None
+            image_id = attrs.get("Image")
+            if isinstance(image_id, str) and image_id:
+                try:
+                    image_attrs = client.api.inspect_image(image_id)
+                except docker.errors.NotFound:
+                    image_attrs = {}
+            return inspection.controller_state_from(
+                attrs, image_attrs, self._settings.image_prefix, self._bad_label
+            )
+
+    def _bad_label(self, where: str, value: object, exc: InvalidVersion) -> None:
+        """Log an invalid version label once: the watchdog inspects the controller often."""
+        key = f"{where}\0{value!r}"
+        if key not in self._bad_labels_logged and len(self._bad_labels_logged) < 64:
+            self._bad_labels_logged.add(key)
+            logger.warning("ignoring the version label of {}: {}", where, exc)
+
+    def image_exists(self, tag: str) -> bool:
+        return self.image_labels(tag) is not None
+
+    def image_labels(self, tag: str) -> Mapping[str, str] | None:
+        self._check_tag(tag, ContainerRuntimeError)
+        with self._engine(f"inspecting image {tag}") as client:
+            try:
+                attrs = client.api.inspect_image(tag)
+            except docker.errors.NotFound:
+                return None
+            return inspection.string_labels(inspection.labels_of(attrs))
+
+    # -- making images -----------------------------------------------------------------------
+
+    def build_image(
+        self,
+        context_dir: str,
+        tag: str,
+        labels: Mapping[str, str],
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Build ``tag`` from ``context_dir``, never pulling and never sending ``.git``."""
+        self._check_tag(tag, BuildFailed)
+        build.build_image(
+            self._docker, context_dir, tag, labels, self._settings.build_timeout_s, on_progress
+        )
+
+    def load_image(self, archive_path: str, tag: str, labels: Mapping[str, str]) -> None:
+        """Load a ``docker save`` archive's one image as ``tag``, carrying ``labels``."""
+        self._check_tag(tag, BuildFailed)
+        build.load_image(self._docker, archive_path, tag, labels, self._settings.build_timeout_s)
+
+    # -- run / stop --------------------------------------------------------------------------
+
+    def run_controller(self, tag: str, labels: Mapping[str, str]) -> None:
+        """Create and start the controller from the local image ``tag``.
+
+        ``containers.run`` would pull when the image is missing: the image is checked first,
+        and the container is created with ``containers.create`` (which never pulls) and then
+        started, so a missing image is a :class:`StartFailed`, never a download.
+        """
+        self._check_tag(tag, StartFailed)
+        settings = self._settings
+        name = settings.container_name
+        action = f"starting {name} from {tag}"
+        with self._engine(action, StartFailed) as client:
+            try:
+                client.api.inspect_image(tag)
+            except docker.errors.NotFound as exc:
+                raise StartFailed(
+                    f"{action}: image {tag} does not exist locally (it is never pulled)"
+                ) from exc
+            existing = self._inspect_container(client)
+            if existing is not None:
+                if inspection.is_running(existing):
+                    raise StartFailed(f"{action}: container {name} is already running")
+                logger.info("removing stopped container {} before starting {}", name, tag)
+                with suppress(docker.errors.NotFound):
+                    client.api.remove_container(name)
+            container = client.containers.create(
+                image=tag,
+                name=name,
+                detach=True,
+                network_mode=settings.network_mode,
+                privileged=settings.privileged,
+                restart_policy={"Name": settings.restart_policy},
+                environment=dict(settings.environment),
+                volumes=list(settings.mounts),
+                labels=dict(labels),
+            )
+            try:
+                container.start()
+            except docker.errors.APIError:
+                # An unstartable container would only be in the way of the next attempt.
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError as cleanup_exc:
+                    logger.warning("could not remove unstartable {}: {}", name, cleanup_exc)
+                raise
+        logger.info("started {} from {}", name, tag)
+
+    def stop_controller(self, grace_s: float) -> None:
+        name = self._settings.container_name
+        grace = max(0, math.ceil(grace_s))
+        with self._engine(f"stopping {name}", StopFailed) as client:
+            if not inspection.is_running(self._inspect_container(client)):
+                return
+            logger.info("stopping {} (grace {} s)", name, grace)
+            try:
+                client.api.stop(name, timeout=grace)
+            except docker.errors.NotFound:
+                return
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def wait_for_exit(self, timeout_s: float) -> ControllerExit | None:
+        """Block until the controller exits or turns unhealthy (event-driven, not polled)."""
+        return waiting.wait_for_exit(
+            self._docker, self._settings.container_name, timeout_s, self.controller_state
+        )
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def prune_stopped_containers(self) -> int:
+        label = self._settings.prune_label
+        filters = {"label": label} if label else None
+        with self._engine("pruning stopped containers") as client:
+            result = client.api.prune_containers(filters=filters) or {}
+        removed = result.get("ContainersDeleted") or []
+        if removed:
+            logger.info(
+                "pruned {} stopped container(s), {} bytes reclaimed",
+                len(removed),
+                result.get("SpaceReclaimed", 0),
+            )
+        return len(removed)
+
+    def list_controller_images(self) -> Sequence[ImageInfo]:
+        with self._engine("listing controller images") as client:
+            images = client.api.images() or []
+        found, skipped = inspection.controller_images_from(images, self._settings.image_prefix)
+        for repo_tag in skipped:
+            logger.debug("ignoring image {}: not a controller image name", repo_tag)
+        return found
+
+    def remove_image(self, tag: str) -> None:
+        """Untag/remove ``tag``; a missing image is fine. Never forced: the engine refuses
+        (and this raises :class:`ContainerRuntimeError`) while a container uses the image."""
+        self._check_tag(tag, ContainerRuntimeError)
+        with self._engine(f"removing image {tag}") as client:
+            try:
+                client.api.remove_image(tag, force=False, noprune=False)
+            except docker.errors.NotFound:  # ImageNotFound is one
+                return
+        logger.info("removed image {}", tag)
+
+    def free_disk_bytes(self) -> int:
+        with self._engine("reading the engine's data root") as client:
+            info = client.info() or {}
+        root = info.get("DockerRootDir")
+        path = root if isinstance(root, str) and os.path.isdir(root) else "/"
+        if path != root and not self._root_fallback_logged:
+            self._root_fallback_logged = True
+            logger.info(
+                "engine data root {!r} is not visible from this process; "
+                "reporting free space of / instead",
+                root,
+            )
+        return free_bytes_at(path)
+
+
+def free_bytes_at(path: str) -> int:
+    """Free bytes for unprivileged users in the file system holding ``path``.
+
+    An ``OSError`` (the directory vanished since it was checked, an I/O error) becomes a
+    :class:`ContainerRuntimeError`: the port's callers handle that, not an ``OSError``.
+    """
+    try:
+        stats = os.statvfs(path)
+    except OSError as exc:
+        raise ContainerRuntimeError(f"reading the free space of {path!r}: {short(exc)}") from exc
+    return stats.f_bavail * stats.f_frsize

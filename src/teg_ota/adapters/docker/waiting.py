@@ -1,0 +1,97 @@
+"""Waiting for the controller to exit or turn unhealthy, on the engine's event stream.
+
+Event-driven rather than polled: the watchdog waits here most of its life, and a poll
+would either miss short-lived states or keep the engine (and a Pi's CPU) busy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import docker.errors
+from loguru import logger
+
+from teg_ota.adapters.docker import inspection
+from teg_ota.adapters.docker.client import Engine, close_quietly
+from teg_ota.domain.model.controller import ControllerExit, ControllerState
+from teg_ota.domain.model.errors import RuntimeUnavailable
+
+_STREAM_END_SLACK_S = 0.5
+"""An event stream that ends this close to the deadline ended because of the deadline."""
+
+_MAX_STREAM_RESUBSCRIBES = 3
+
+
+def inspect_container(client: docker.DockerClient, name: str) -> dict[str, Any] | None:
+    """The container's attributes, or ``None`` when there is no such container."""
+    try:
+        attrs: dict[str, Any] = client.api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+    return attrs
+
+
+def wait_for_exit(
+    engine: Engine,
+    name: str,
+    timeout_s: float,
+    controller_state: Callable[[], ControllerState],
+) -> ControllerExit | None:
+    """Block on the engine's event stream until container ``name`` dies or turns unhealthy.
+
+    The stream is subscribed from a timestamp taken before the current state is inspected,
+    so an exit between the inspection and the subscription is replayed, not missed. A
+    timer closes the stream at the deadline (the engine's ``until`` does too). A missing
+    container counts as stopped: ``ControllerExit(exit_code=None)``.
+    """
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    action = f"waiting for {name}"
+    resubscribes = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        with engine.session(action) as client:
+            now = time.time()
+            attrs = inspect_container(client, name)
+            immediate = inspection.exit_from_attrs(attrs)
+            if immediate is not None or remaining <= 0 or attrs is None:
+                return immediate
+            stream = client.events(
+                decode=True,
+                since=f"{now:.9f}",
+                until=f"{now + max(remaining, 0.0) + 1:.9f}",
+                filters=inspection.exit_filters(attrs.get("Id") or name),
+            )
+            closed = threading.Event()
+            found = _first_exit(stream, remaining, closed)
+            if found is not None:
+                return found
+        # The stream ended: the deadline, or the engine closed it (shutting down?).
+        left = deadline - time.monotonic()
+        if closed.is_set() or left <= _STREAM_END_SLACK_S:
+            return inspection.exit_from_state(controller_state())
+        resubscribes += 1
+        if resubscribes > _MAX_STREAM_RESUBSCRIBES:
+            raise RuntimeUnavailable(f"{action}: the engine keeps closing its event stream")
+        logger.debug("event stream for {} ended early; subscribing again", name)
+
+
+def _first_exit(
+    stream: Iterator[object], timeout_s: float, closed: threading.Event
+) -> ControllerExit | None:
+    """The first exit ``stream`` reports; a timer closes it (and sets ``closed``) first."""
+    timer = threading.Timer(timeout_s, close_quietly, args=(stream, closed))
+    timer.daemon = True
+    timer.start()
+    try:
+        for event in stream:
+            found = inspection.exit_from_event(event)
+            if found is not None:
+                return found
+    finally:
+        timer.cancel()
+        close_quietly(stream, None)
+    return None
