@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from teg_ota.adapters import durable_outbox as outbox_module
-from teg_ota.adapters.durable_outbox import DurableOutbox, decode_entry, encode_entry
+from teg_ota.adapters.mqtt import outbox as outbox_module
+from teg_ota.adapters.mqtt.outbox import DurableOutbox, decode_entry, encode_entry
 
 TOPIC = "v1/devices/me/telemetry"
 

@@ -31,8 +31,7 @@ from loguru import logger
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-from teg_ota.adapters.durable_outbox import DurableOutbox
-from teg_ota.adapters.gmqtt_link import TELEMETRY_TOPIC, GmqttLink, MqttSettings
+from teg_ota.adapters.mqtt import TELEMETRY_TOPIC, DurableOutbox, GmqttLink, MqttSettings
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -2,8 +2,8 @@
 
 Layout under the outbox directory (``$GATEWAY_DATA_PATH/outbox/``):
 
-* one file per message, ``<sequence, 20 digits>-<kind>.msg`` where ``kind`` is ``ota`` (an
-  OTA state report) or ``tel`` (any other telemetry). Sorting the names sorts the messages.
+* one file per message, named and encoded as :mod:`teg_ota.adapters.mqtt.outbox_format`
+  says (sorting the names sorts the messages);
 * ``corrupt/``: entry files that could not be read back (and stray files), moved aside with
   a warning so the evidence is kept; at most :data:`MAX_CORRUPT_FILES` are kept.
 
@@ -13,10 +13,6 @@ fsynced) only by :meth:`DurableOutbox.remove`, which the sender calls after the 
 a crash at any moment loses no message whose ``append`` returned, and re-sends at most the
 message that was in flight (at-least-once). Temporary files of an ``append`` interrupted by
 a crash never were acknowledged: they are removed when the outbox is opened.
-
-Entry file format: ``TEGOBX1\\n``, one line of JSON ``{"topic": ..., "size": ...,
-"crc32": ...}``, then the payload bytes. A file that does not parse or whose payload does
-not match its size and CRC is corrupt.
 
 Bound: at most ``max_messages`` entries. Appending to a full outbox drops the oldest
 telemetry entry (the new one included); OTA state entries are dropped (oldest first) only
@@ -29,12 +25,9 @@ All methods are thread-safe (one lock). One process owns a directory.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import threading
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,24 +35,34 @@ from pathlib import Path
 from loguru import logger
 
 from teg_ota.adapters.atomic_file import TEMP_INFIX, ensure_dir, fsync_dir, write_atomic
+from teg_ota.adapters.mqtt.outbox_format import (
+    MAX_ENTRY_BYTES,
+    CorruptEntry,
+    decode_entry,
+    encode_entry,
+    entry_file_name,
+    parse_entry_file_name,
+)
+
+__all__ = [
+    "CORRUPT_DIR_NAME",
+    "DEFAULT_MAX_MESSAGES",
+    "DROP_WARNING_INTERVAL_S",
+    "MAX_CORRUPT_FILES",
+    "MAX_ENTRY_BYTES",
+    "OUTBOX_DIR_NAME",
+    "CorruptEntry",
+    "DurableOutbox",
+    "OutboxEntry",
+    "decode_entry",
+    "encode_entry",
+]
 
 OUTBOX_DIR_NAME = "outbox"
 CORRUPT_DIR_NAME = "corrupt"
 DEFAULT_MAX_MESSAGES = 10000
 MAX_CORRUPT_FILES = 100
 DROP_WARNING_INTERVAL_S = 60.0
-MAX_ENTRY_BYTES = 1024 * 1024
-"""An entry file larger than this is corrupt (payloads are at most 64 KiB for ThingsBoard)."""
-
-_MAGIC = b"TEGOBX1\n"
-_SEQ_DIGITS = 20
-_NAME = re.compile(r"^(\d{20})-(ota|tel)\.msg$")
-_KIND_OTA = "ota"
-_KIND_TELEMETRY = "tel"
-
-
-class CorruptEntry(ValueError):
-    """An entry file whose content cannot be trusted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,43 +80,7 @@ class _Slot:
 
     @property
     def name(self) -> str:
-        kind = _KIND_OTA if self.ota_state else _KIND_TELEMETRY
-        return f"{self.seq:0{_SEQ_DIGITS}d}-{kind}.msg"
-
-
-def encode_entry(topic: str, payload: bytes) -> bytes:
-    header = json.dumps(
-        {"topic": topic, "size": len(payload), "crc32": zlib.crc32(payload)},
-        separators=(",", ":"),
-        ensure_ascii=True,
-    ).encode("ascii")
-    return _MAGIC + header + b"\n" + payload
-
-
-def decode_entry(data: bytes) -> tuple[str, bytes]:
-    """``(topic, payload)`` of an entry file's content; raises :class:`CorruptEntry`."""
-    if not data.startswith(_MAGIC):
-        raise CorruptEntry("bad magic")
-    end = data.find(b"\n", len(_MAGIC))
-    if end < 0:
-        raise CorruptEntry("no header line")
-    try:
-        header = json.loads(data[len(_MAGIC) : end].decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptEntry("header is not JSON") from exc
-    if not isinstance(header, dict):
-        raise CorruptEntry("header is not an object")
-    topic, size, crc = header.get("topic"), header.get("size"), header.get("crc32")
-    if not isinstance(topic, str) or not topic:
-        raise CorruptEntry("no topic")
-    if not isinstance(size, int) or not isinstance(crc, int):
-        raise CorruptEntry("no size or crc32")
-    payload = data[end + 1 :]
-    if len(payload) != size:
-        raise CorruptEntry(f"payload is {len(payload)} bytes, header says {size}")
-    if zlib.crc32(payload) != crc:
-        raise CorruptEntry("payload CRC mismatch")
-    return topic, payload
+        return entry_file_name(self.seq, self.ota_state)
 
 
 class DurableOutbox:
@@ -222,12 +189,12 @@ class DurableOutbox:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 continue
-            match = _NAME.match(name)
-            if match is None:
+            parsed = parse_entry_file_name(name)
+            if parsed is None:
                 logger.warning("Outbox: unexpected file {} moved aside", path)
                 self._move_aside(path)
                 continue
-            slots.append(_Slot(int(match.group(1)), match.group(2) == _KIND_OTA))
+            slots.append(_Slot(*parsed))
         slots.sort(key=lambda slot: slot.seq)
         self._slots = deque(slots)
         if slots:

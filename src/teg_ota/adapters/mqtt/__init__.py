@@ -1,0 +1,25 @@
+"""The ThingsBoard device link over MQTT, one module per job.
+
+``settings`` (how to connect), ``payloads`` (ThingsBoard's topics and JSON, pure),
+``timestamps`` (``ts`` that never goes back), ``outbox`` and ``outbox_format`` (the durable
+FIFO and its files), ``client`` and ``session`` (one gmqtt client per connection, and the
+attempts that open it), ``telemetry_queue`` and ``sender`` (the outbox's two ends) and
+``link`` (:class:`GmqttLink`: the thread and loop that compose them). The names below are
+what the composition root and the tests use; the rest stays inside the package.
+"""
+
+from teg_ota.adapters.mqtt.link import GmqttLink
+from teg_ota.adapters.mqtt.outbox import DurableOutbox, OutboxEntry, decode_entry, encode_entry
+from teg_ota.adapters.mqtt.payloads import OTA_SHARED_KEYS, TELEMETRY_TOPIC
+from teg_ota.adapters.mqtt.settings import MqttSettings
+
+__all__ = [
+    "DurableOutbox",
+    "GmqttLink",
+    "MqttSettings",
+    "OTA_SHARED_KEYS",
+    "OutboxEntry",
+    "TELEMETRY_TOPIC",
+    "decode_entry",
+    "encode_entry",
+]

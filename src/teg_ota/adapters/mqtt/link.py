@@ -1,0 +1,287 @@
+"""The device's MQTT link to ThingsBoard, on gmqtt: a :class:`TelemetrySink` plus attributes.
+
+Threading: :meth:`GmqttLink.start` runs an asyncio loop in a daemon thread ("teg-ota-mqtt");
+every public method may be called from any thread. ``on_attributes(topic, payload)`` is
+called **on the link's thread**: it must return quickly (it holds up the PUBACK of that
+message and all MQTT traffic) and should hand work over to another thread; whatever it
+raises is logged and swallowed. It may call the link's own methods.
+
+The link is the thread, the loop and the reconnect policy; the rest is composed: the
+:class:`Connector` (one gmqtt client per connection, session.py), the
+:class:`TelemetryQueue` (stamps with timestamps.py, queues in the :class:`DurableOutbox`)
+and the :class:`OutboxSender` (delivers the outbox):
+
+* Every connection attempt, the first and each one after a drop, is the link's own, with
+  exponential backoff (``connect_backoff_initial_s`` doubling up to ``connect_backoff_max_s``,
+  jittered by up to -20 %); a refused token is retried every ``refused_retry_s`` only. The
+  backoff is reset only after a session stayed up for :data:`STABLE_SESSION_S`, so a broker
+  that accepts and drops at once is not hammered.
+* On every connect it reports ``current_sw_title`` / ``current_sw_version`` from
+  ``current_software()``, then requests the OTA shared attributes. The report is telemetry
+  like any other: stamped and queued in the outbox, so its ``ts`` is ordered with every other
+  message and a later report (a FAILED naming the version that runs) is never older than it;
+  the attribute request goes out once the report has been delivered (after whatever was
+  queued before it). A report of a previous connection still queued is dropped: the new one
+  supersedes it.
+* Telemetry (OTA states included) goes through the outbox first, as
+  ``{"ts": <unix ms>, "values": {...}}``; one sender task publishes the head with QoS 1,
+  waits for its PUBACK, deletes it, then sends the next (strict order, at-least-once: at most
+  the message in flight is duplicated after a crash or a lost connection). Attribute
+  requests are not persisted: a fresh one goes out on every connect. The timestamp mark is
+  written before the message is queued, so no queued ``ts`` is ever above the mark on disk.
+
+:meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
+DISCONNECT. Whatever is left stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+from loguru import logger
+
+from teg_ota.adapters.mqtt.outbox import DurableOutbox
+from teg_ota.adapters.mqtt.payloads import request_ids
+from teg_ota.adapters.mqtt.sender import OutboxSender
+from teg_ota.adapters.mqtt.session import DISCONNECT_TIMEOUT_S, Connector, Session, until_stop
+from teg_ota.adapters.mqtt.settings import MqttSettings
+from teg_ota.adapters.mqtt.telemetry_queue import TelemetryQueue
+from teg_ota.ports.telemetry_sink import OtaReport
+
+STABLE_SESSION_S = 30.0
+"""A session that lasted this long resets the reconnect backoff."""
+
+
+class GmqttLink:
+    """ThingsBoard device link; implements :class:`teg_ota.ports.telemetry_sink.TelemetrySink`.
+
+    ``current_software()`` returns ``(title, version)`` of what runs now (either may be
+    ``None``: not sent). ``on_attributes(topic, payload)`` receives every message on the
+    attribute topics, on the link's thread (see the module docstring). ``clock`` gives the
+    Unix time in seconds for the telemetry ``ts`` (which never goes back: timestamps.py).
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: DurableOutbox,
+        *,
+        current_software: Callable[[], tuple[str | None, str | None]],
+        on_attributes: Callable[[str, bytes], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._current_software = current_software
+        self._queue = TelemetryQueue(outbox, clock)
+        self._connector = Connector(
+            settings,
+            settings.client_id or f"teg-ota-{uuid.uuid4().hex[:12]}",
+            on_up=self._on_session_up,
+            on_down=self._on_session_down,
+            on_attributes=on_attributes,
+        )
+        self._sender = OutboxSender(outbox, self._connector, self._send_attribute_request)
+        self._request_ids = request_ids()
+        self._lifecycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = threading.Event()
+        self._wakeup = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stop_deadline = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start connecting in the background (returns at once). Raises on bad TLS files."""
+        with self._lifecycle:
+            if self._thread is not None:
+                return
+            self._connector.load_tls()
+            # Created here, not in the loop: stop() may be called before the loop runs.
+            self._wakeup = asyncio.Event()
+            self._stop = asyncio.Event()
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=self._thread_main, args=(loop,), name="teg-ota-mqtt", daemon=True
+            )
+            self._loop, self._thread = loop, thread
+            thread.start()
+        logger.info("MQTT link starting: {}", self._settings)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what can be delivered within ``timeout`` seconds, disconnect, stop."""
+        with self._lifecycle:
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None:
+                return
+            deadline = time.monotonic() + max(0.0, timeout)
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(self._request_stop, deadline)
+            thread.join(max(0.0, timeout) + DISCONNECT_TIMEOUT_S + 1.0)
+            if thread.is_alive():
+                logger.warning("MQTT link thread did not stop within {:.1f}s", timeout)
+            self._thread = self._loop = None
+            self._connected.clear()
+        logger.info("MQTT link stopped; {} message(s) left in the outbox", len(self._outbox))
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def refused(self) -> str | None:
+        """Why ThingsBoard refused the connection for good (CONNACK 4/5...), else ``None``."""
+        return self._connector.refused
+
+    @property
+    def outbox(self) -> DurableOutbox:
+        return self._outbox
+
+    # -- TelemetrySink ----------------------------------------------------------------------------
+    def publish_ota_state(self, report: OtaReport) -> None:
+        self._enqueue(report.values(), ota_state=True)
+
+    def publish_telemetry(self, values: Mapping[str, object]) -> None:
+        self._enqueue(values, ota_state=False)
+
+    def request_ota_attributes(self) -> None:
+        """Sent now if connected; otherwise dropped (every connect sends a fresh request)."""
+        self._call_in_loop(self._send_attribute_request)
+
+    # -- producer side (any thread) ---------------------------------------------------------------
+    def _enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> None:
+        self._queue.enqueue(values, ota_state=ota_state)
+        self._call_in_loop(self._wakeup.set)
+
+    def _call_in_loop(self, callback: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is None:
+            return  # not started: the outbox keeps it; a connect requests attributes anyway
+        with contextlib.suppress(RuntimeError):  # loop closed by a concurrent stop()
+            loop.call_soon_threadsafe(callback)
+
+    # -- loop thread ------------------------------------------------------------------------------
+    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException:  # noqa: BLE001 - the thread must end cleanly whatever happens
+            logger.exception("MQTT link loop crashed")
+        finally:
+            with contextlib.suppress(Exception):
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            self._connected.clear()
+            self._connector.forget_session()
+            loop.close()
+
+    def _request_stop(self, deadline: float) -> None:
+        self._stop_deadline = deadline
+        self._stop.set()
+        self._wakeup.set()
+
+    async def _main(self) -> None:
+        sender = asyncio.create_task(self._sender.run(self._wakeup), name="teg-ota-mqtt-sender")
+        try:
+            await self._supervise()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _supervise(self) -> None:
+        """Connect, stay connected, reconnect with backoff, until stop."""
+        settings = self._settings
+        backoff = settings.connect_backoff_initial_s
+        failures = 0
+        while not self._stop.is_set():
+            session = self._connector.new_session()
+            outcome, delay = "failed", settings.connect_backoff_max_s
+            try:
+                outcome = await self._connector.connect(session, failures, self._stop)
+                if outcome == "up":
+                    failures = 0
+                    started = time.monotonic()
+                    await until_stop(session.lost.wait(), None, self._stop)
+                    if self._stop.is_set():
+                        await self._flush_and_disconnect(session)
+                        return
+                    self._connected.clear()
+                    logger.warning(
+                        "MQTT connection to {}:{} lost; reconnecting",
+                        settings.host,
+                        settings.port,
+                    )
+                    if time.monotonic() - started >= STABLE_SESSION_S:
+                        backoff = settings.connect_backoff_initial_s
+                    delay, backoff = backoff, min(backoff * 2, settings.connect_backoff_max_s)
+                elif outcome == "refused":
+                    delay = settings.refused_retry_s
+                else:
+                    failures += 1
+                    delay, backoff = backoff, min(backoff * 2, settings.connect_backoff_max_s)
+            except Exception:  # noqa: BLE001 - a bug here must not end the link for good
+                logger.exception("MQTT link: unexpected error; reconnecting")
+            self._connected.clear()
+            await self._close(session)
+            if outcome != "refused":
+                delay *= 1.0 - 0.2 * random.random()  # noqa: S311 - jitter, not crypto
+            await until_stop(asyncio.sleep(delay), None, self._stop)
+
+    async def _flush_and_disconnect(self, session: Session) -> None:
+        margin = min(DISCONNECT_TIMEOUT_S, max(0.0, self._stop_deadline - time.monotonic()) / 4)
+        while (
+            len(self._outbox) > 0
+            and session.live
+            and time.monotonic() < self._stop_deadline - margin
+        ):
+            await asyncio.sleep(0.02)
+        self._connected.clear()
+        await self._close(session)
+
+    async def _close(self, session: Session) -> None:
+        if self._connector.is_current(session):
+            self._connected.clear()
+        await self._connector.close(session)
+
+    # -- session events (loop thread) -------------------------------------------------------------
+    def _on_session_up(self, session: Session) -> None:
+        # The attribute request follows the current_sw_* report (the sender sends it once
+        # the report is delivered), or goes out at once when there is nothing to report.
+        session.request_after = self._queue.queue_software_report(self._current_software)
+        if session.request_after is None:
+            try:
+                self._send_attribute_request()
+            except Exception:  # noqa: BLE001 - keep the session; the sender still runs
+                logger.exception("MQTT link: error while requesting the OTA attributes")
+        # Connected once the report is queued: whatever is published after wait_connected()
+        # returns is stamped after it.
+        self._connected.set()
+        self._wakeup.set()
+
+    def _on_session_down(self) -> None:
+        self._connected.clear()
+        self._wakeup.set()
+
+    def _send_attribute_request(self) -> None:
+        session = self._connector.live_session()
+        if session is None:
+            logger.debug("Offline: the OTA attributes will be requested on the next connect")
+            return
+        request_id = next(self._request_ids)
+        session.request_attributes(request_id)
+        logger.debug("Requested the OTA attributes (request {})", request_id)

@@ -1,0 +1,79 @@
+"""How the device reaches ThingsBoard, checked once when the settings are made.
+
+Validation lives here, not at connect time: a bad combination (TLS files without TLS) must
+fail at start-up, where the operator sees it, not as a silent clear-text connection later.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MqttSettings:
+    """How to reach ThingsBoard. ``token`` is the device access token (MQTT user name).
+
+    TLS files are only valid with ``tls=True`` (a CA file without TLS would silently send
+    the token in clear text). ``key_file`` needs ``cert_file``.
+    """
+
+    host: str = "localhost"
+    port: int = 1883
+    token: str | None = None
+    tls: bool = False
+    ca_file: Path | str | None = None
+    cert_file: Path | str | None = None
+    key_file: Path | str | None = None
+    client_id: str | None = None
+    keepalive: int = 60
+    connect_backoff_initial_s: float = 1.0
+    connect_backoff_max_s: float = 60.0
+    refused_retry_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("MQTT host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"MQTT port {self.port} is out of range")
+        if not 0 <= self.keepalive <= 65535:
+            raise ValueError(f"MQTT keepalive {self.keepalive} is out of range")
+        if self.connect_backoff_initial_s <= 0 or self.connect_backoff_max_s <= 0:
+            raise ValueError("connect backoffs must be positive")
+        if self.connect_backoff_max_s < self.connect_backoff_initial_s:
+            raise ValueError("connect_backoff_max_s is below connect_backoff_initial_s")
+        if self.refused_retry_s <= 0:
+            raise ValueError("refused_retry_s must be positive")
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError("ca_file / cert_file / key_file need tls=True")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+
+    def __repr__(self) -> str:
+        """The token is a credential: settings are logged at start-up, the token never is."""
+        token = None if self.token is None else "***"
+        return (
+            f"MqttSettings(host={self.host!r}, port={self.port!r}, token={token!r}, "
+            f"tls={self.tls!r}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
+            f"key_file={self.key_file!r}, client_id={self.client_id!r}, "
+            f"keepalive={self.keepalive!r}, "
+            f"connect_backoff_initial_s={self.connect_backoff_initial_s!r}, "
+            f"connect_backoff_max_s={self.connect_backoff_max_s!r}, "
+            f"refused_retry_s={self.refused_retry_s!r})"
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context (``None`` without TLS). Raises OSError / ssl.SSLError on bad files.
+
+        Built from the files here so that unreadable or mismatched TLS files fail the link's
+        ``start()`` at once instead of every connection attempt, forever, in the background.
+        """
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file:
+            context.load_cert_chain(
+                str(self.cert_file), str(self.key_file) if self.key_file else None
+            )
+        return context

@@ -1,0 +1,126 @@
+"""Telemetry timestamps that never go back, not even across restarts.
+
+``ts`` is ``max(now_ms, last_ts_ms + 1)``, and ``last_ts_ms`` is kept durably in
+``<outbox dir>/link/telemetry_last_ts`` (a sub-directory: the outbox leaves directories alone).
+A Raspberry Pi has no real-time clock: after a power cut its clock can be behind until NTP
+syncs, and ThingsBoard keeps a key's latest value only when the new ``ts`` is not older
+(so an ``sw_state`` stamped in the past would never show). Strictly increasing also keeps two
+states reported within one millisecond apart (ThingsBoard stores one value per key and ts).
+
+The rule and the mark's file format are pure functions (:func:`next_stamp_ms`,
+:func:`parse_mark`, :func:`format_mark`) so they can be tested without a file system or a
+clock; :class:`TimestampMark` only adds the file and the clock around them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from loguru import logger
+
+from teg_ota.adapters.atomic_file import (
+    ensure_dir,
+    read_text_or_none,
+    remove_stale_temp_files,
+    write_atomic,
+)
+
+LINK_STATE_DIR_NAME: Final = "link"
+"""Sub-directory of the outbox directory for the link's own state (the outbox skips dirs)."""
+LAST_TS_FILE_NAME: Final = "telemetry_last_ts"
+MAX_MARK_BYTES: Final = 64
+"""A mark file larger than this was not written by us: it is ignored, never read whole."""
+
+_MARK_RE = re.compile(r"[0-9]{1,16}")
+
+
+def mark_path(outbox_dir: Path) -> Path:
+    """Where the mark of the link using the outbox in ``outbox_dir`` lives."""
+    return outbox_dir / LINK_STATE_DIR_NAME / LAST_TS_FILE_NAME
+
+
+def next_stamp_ms(now_s: float, last_ms: int) -> int:
+    """The ``ts`` of the next message: now, unless that is not after the last one."""
+    return max(int(now_s * 1000), last_ms + 1)
+
+
+def parse_mark(text: str) -> int | None:
+    """The mark in a mark file's ``text``; ``None`` when it is not one (decimal digits,
+    surrounding white space allowed), so a damaged file cannot push timestamps anywhere."""
+    value = text.strip()
+    if not _MARK_RE.fullmatch(value):
+        return None
+    return int(value)
+
+
+def format_mark(last_ms: int) -> bytes:
+    """The content of the mark file for ``last_ms`` (what :func:`parse_mark` reads)."""
+    return b"%d\n" % last_ms
+
+
+class TimestampMark:
+    """The high-water mark of telemetry timestamps, kept durably across restarts.
+
+    ``next_ms()`` proposes ``max(now_ms, last_ts_ms + 1)``; ``commit(ts)`` makes it the new
+    high-water mark (written with :func:`write_atomic` first). The file is read once, here;
+    afterwards the mark lives in memory and each commit writes a few bytes. Callers
+    serialise ``next_ms``/``commit`` (the link's enqueue lock).
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+        self._path = path
+        self._clock = clock
+        self._dir_ready = False
+        self._last_ms = self._load()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def last_ms(self) -> int:
+        return self._last_ms
+
+    def _load(self) -> int:
+        """The saved mark, or 0: a missing or damaged mark must not stop the link."""
+        path = self._path
+        # An interrupted write leaves its temporary file; this process owns the directory.
+        remove_stale_temp_files(path, older_than=0)
+        try:
+            text = read_text_or_none(path, max_bytes=MAX_MARK_BYTES)
+        except (OSError, ValueError) as exc:
+            logger.warning("Cannot read the telemetry timestamp mark {} ({}); ignored", path, exc)
+            return 0
+        if text is None:
+            return 0
+        value = parse_mark(text)
+        if value is None:
+            logger.warning("Telemetry timestamp mark {} is not a number; ignored", path)
+            return 0
+        return value
+
+    def next_ms(self) -> int:
+        return next_stamp_ms(self._clock(), self._last_ms)
+
+    def commit(self, ts_ms: int) -> None:
+        """Remember ``ts_ms`` (in memory always; on disk unless that fails: logged).
+
+        A failed write does not fail the message: losing the mark only matters after a
+        restart with the clock behind, losing the message would matter now.
+        """
+        self._last_ms = max(self._last_ms, ts_ms)
+        try:
+            if not self._dir_ready:
+                ensure_dir(self._path.parent)
+                self._dir_ready = True
+            write_atomic(self._path, format_mark(self._last_ms))
+        except OSError as exc:
+            logger.warning(
+                "Cannot save the telemetry timestamp mark {} ({}); after a restart with the "
+                "clock behind, ThingsBoard may ignore new values until it catches up",
+                self._path,
+                exc,
+            )

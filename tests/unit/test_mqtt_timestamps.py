@@ -1,0 +1,193 @@
+"""Telemetry timestamps that never go back (teg_ota.adapters.mqtt.timestamps), without a
+broker: the rule and the mark file's format as pure functions, then the mark on tmp_path.
+
+The integration suite shows the whole story through Mosquitto (clock steps, restarts,
+reconnects); here each case is pinned on its own, including the damaged-file ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from loguru import logger
+
+from teg_ota.adapters.atomic_file import temp_prefix
+from teg_ota.adapters.mqtt.timestamps import (
+    LAST_TS_FILE_NAME,
+    LINK_STATE_DIR_NAME,
+    MAX_MARK_BYTES,
+    TimestampMark,
+    format_mark,
+    mark_path,
+    next_stamp_ms,
+    parse_mark,
+)
+
+NOW_S = 1_700_000_000.0
+NOW_MS = 1_700_000_000_000
+
+
+class SettableClock:
+    """Unix seconds as set by the test; it may go backwards."""
+
+    def __init__(self, now: float = NOW_S) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def warnings_log() -> Iterator[list[str]]:
+    messages: list[str] = []
+    logger.enable("teg_ota")
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level="WARNING")
+    yield messages
+    logger.remove(sink)
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_next_stamp_is_now_while_the_clock_is_ahead() -> None:
+    assert next_stamp_ms(NOW_S, 0) == NOW_MS
+    assert next_stamp_ms(NOW_S, NOW_MS - 1) == NOW_MS
+
+
+def test_next_stamp_follows_the_last_when_the_clock_is_not_ahead() -> None:
+    assert next_stamp_ms(NOW_S, NOW_MS) == NOW_MS + 1  # same millisecond
+    assert next_stamp_ms(NOW_S - 3600, NOW_MS) == NOW_MS + 1  # clock stepped back
+
+
+def test_next_stamp_truncates_to_the_millisecond() -> None:
+    assert next_stamp_ms(1.0009, 0) == 1000
+    assert next_stamp_ms(1_700_000_000.1239, 0) == 1_700_000_000_123
+
+
+@given(
+    now_s=st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False),
+    last_ms=st.integers(min_value=0, max_value=4_000_000_000_000),
+)
+def test_next_stamp_is_after_the_last_and_never_before_now(now_s: float, last_ms: int) -> None:
+    stamp = next_stamp_ms(now_s, last_ms)
+    assert stamp > last_ms
+    assert stamp >= int(now_s * 1000)
+    assert stamp in (int(now_s * 1000), last_ms + 1)
+
+
+# --------------------------------------------------------------------------- the mark file format
+
+
+def test_mark_lives_in_the_link_directory_of_the_outbox() -> None:
+    outbox = Path("/data/outbox")
+    assert mark_path(outbox) == outbox / LINK_STATE_DIR_NAME / LAST_TS_FILE_NAME
+    assert mark_path(outbox) == Path("/data/outbox/link/telemetry_last_ts")
+
+
+def test_format_mark_is_decimal_digits_and_a_newline() -> None:
+    assert format_mark(0) == b"0\n"
+    assert format_mark(1_700_000_100_002) == b"1700000100002\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1700000100002\n", 1_700_000_100_002),
+        ("  42 \n", 42),
+        ("0", 0),
+        ("9" * 16, 10**16 - 1),
+    ],
+)
+def test_parse_mark_reads_what_format_mark_writes(text: str, expected: int) -> None:
+    assert parse_mark(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n", "not a number\n", "-1", "+5", "1.5", "1e12", "12 34", "9" * 17, "١٢٣"]
+)
+def test_parse_mark_refuses_anything_else(text: str) -> None:
+    assert parse_mark(text) is None
+
+
+@given(st.integers(min_value=0, max_value=10**16 - 1))
+def test_format_then_parse_round_trips(last_ms: int) -> None:
+    assert parse_mark(format_mark(last_ms).decode("ascii")) == last_ms
+
+
+# --------------------------------------------------------------------------- the mark on disk
+
+
+def test_without_a_mark_the_clock_decides(tmp_path: Path) -> None:
+    mark = TimestampMark(mark_path(tmp_path), SettableClock())
+    assert mark.last_ms == 0
+    assert mark.next_ms() == NOW_MS
+    assert not mark.path.exists()  # nothing is written before a commit
+
+
+def test_commit_saves_the_mark_and_a_new_instance_resumes_after_it(tmp_path: Path) -> None:
+    path = mark_path(tmp_path)
+    clock = SettableClock()
+    first = TimestampMark(path, clock)
+    first.commit(first.next_ms())
+    assert path.read_bytes() == b"1700000000000\n"
+    clock.now = NOW_S - 86_400  # a restart with the clock a day behind
+    second = TimestampMark(path, clock)
+    assert second.last_ms == NOW_MS
+    assert second.next_ms() == NOW_MS + 1
+
+
+def test_commit_never_lowers_the_mark(tmp_path: Path) -> None:
+    mark = TimestampMark(mark_path(tmp_path), SettableClock())
+    mark.commit(NOW_MS + 5)
+    mark.commit(NOW_MS)
+    assert mark.last_ms == NOW_MS + 5
+    assert mark.path.read_bytes() == b"%d\n" % (NOW_MS + 5)
+
+
+def test_leftover_temporary_files_are_removed_on_load(tmp_path: Path) -> None:
+    path = mark_path(tmp_path)
+    path.parent.mkdir()
+    path.write_text("123\n")
+    stale = path.parent / f"{temp_prefix(path)}interrupted"
+    stale.write_text("99999")
+    assert TimestampMark(path, SettableClock()).last_ms == 123
+    assert sorted(p.name for p in path.parent.iterdir()) == [LAST_TS_FILE_NAME]
+
+
+@pytest.mark.parametrize(
+    ("content", "warning"),
+    [
+        (b"not a number\n", "is not a number"),
+        (b"\xff\xfe\n", "Cannot read"),
+        (b"1" * (MAX_MARK_BYTES + 1), "Cannot read"),
+    ],
+    ids=["not-a-number", "not-utf8", "too-large"],
+)
+def test_a_damaged_mark_is_ignored_with_a_warning(
+    tmp_path: Path, warnings_log: list[str], content: bytes, warning: str
+) -> None:
+    path = mark_path(tmp_path)
+    path.parent.mkdir()
+    path.write_bytes(content)
+    mark = TimestampMark(path, SettableClock())
+    assert mark.last_ms == 0
+    assert mark.next_ms() == NOW_MS
+    assert any(warning in line for line in warnings_log), warnings_log
+    mark.commit(mark.next_ms())  # the next commit repairs it
+    assert path.read_bytes() == b"1700000000000\n"
+
+
+def test_a_mark_that_cannot_be_saved_still_holds_in_memory(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    (tmp_path / LINK_STATE_DIR_NAME).write_text("a file where the directory should be")
+    mark = TimestampMark(mark_path(tmp_path), SettableClock())
+    assert mark.last_ms == 0  # unreadable: ignored
+    mark.commit(NOW_MS + 7)  # logged, not raised: the message matters more than the mark
+    assert mark.last_ms == NOW_MS + 7
+    assert mark.next_ms() == NOW_MS + 8
+    assert any("Cannot save the telemetry timestamp mark" in line for line in warnings_log)
