@@ -17,11 +17,11 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
 import pytest
+import zstandard  # a dependency: its absence is a failure, never a skip
 from docker_runtime_support import RUN_LABEL, SLEEP_CMD, Env, make_env
 
 from teg_ota.adapters.docker import DockerRuntime, DockerRuntimeSettings
@@ -268,7 +268,6 @@ def test_an_engine_that_is_down_is_runtime_unavailable(env: Env, tmp_path: Path)
 )
 @pytest.mark.timeout(120)
 def test_load_zstd_archive(env: Env, tmp_path: Path) -> None:
-    zstandard: Any = pytest.importorskip("zstandard")
     foreign = f"{env.prefix}foreign:zstd"
     source = build_source(env, f"zstd-{env.uid}", foreign)
     data = b"".join(env.client.api.get_image(foreign))
