@@ -612,11 +612,11 @@ def test_rollback_command_returns_to_the_known_good_version(world: World) -> Non
 
 
 def test_attribute_payload_returns_the_seeds_bool(world: World) -> None:
-    assert world.service.handle_attributes(b'{"sw_title":"teg-controller","sw_version":"v1.1"}')
+    assert world.gateway.handle_attributes(b'{"sw_title":"teg-controller","sw_version":"v1.1"}')
     assert world.runtime.running_version == "v1.1"
-    assert world.service.handle_attributes(b'{"deleted":["sw_url"]}')
-    assert not world.service.handle_attributes(b'{"fw_version":"x"}')
-    assert not world.service.handle_attributes(b"\xff\xfe garbage")
+    assert world.gateway.handle_attributes(b'{"deleted":["sw_url"]}')
+    assert not world.gateway.handle_attributes(b'{"fw_version":"x"}')
+    assert not world.gateway.handle_attributes(b"\xff\xfe garbage")
 
 
 def test_interrupted_preparation_is_reported_but_retried_later(world: World) -> None:

@@ -309,7 +309,8 @@ def _effect(name: str, result: Result, facts: Facts) -> Effect | None:
             if not facts.journal.version_at_fault:
                 return None
             return RememberFailure(failure_after_rollback(facts, _rolled_back_to(result)))
-        case "report FAILED" if phase_is_rollback(result, facts):
+        case "report FAILED" if facts.journal.phase is JournalPhase.ROLLING_BACK:
+            # After a rollback the report names both versions and what runs now.
             running = _rolled_back_to(result)
             return Report(
                 OtaState.FAILED, failure_after_rollback(facts, running), current=running or ""
@@ -325,11 +326,6 @@ def _effect(name: str, result: Result, facts: Facts) -> Effect | None:
         case "collect images":
             return CollectImages()
     raise ValueError(f"the phase table names an unknown effect {name!r}")
-
-
-def phase_is_rollback(result: Result, facts: Facts) -> bool:
-    """A FAILED report after a rollback names both versions and what runs now."""
-    return facts.journal.phase is JournalPhase.ROLLING_BACK
 
 
 def _stop(target: str, result: Result, facts: Facts) -> Stop:

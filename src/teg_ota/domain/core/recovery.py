@@ -8,6 +8,8 @@ power cut is the rollback the table describes, not a second implementation of it
 
 from __future__ import annotations
 
+import enum
+
 from teg_ota.domain.core.phases import (
     ClearJournal,
     Phase,
@@ -28,18 +30,21 @@ INTERRUPTED_SWAP = "interrupted during the swap (gateway restarted)"
 INTERRUPTED_ROLLBACK = "interrupted while rolling back (gateway restarted)"
 NOT_RUNNING_AFTER_RESTART = "the new controller was not running after a restart"
 
-ROWS = (
-    "already ended",
-    "unreadable target",
-    "PREPARING, a controller runs",
-    "PREPARING, nothing runs",
-    "SWAPPING",
-    "HEALTH_CHECK, the new controller runs",
-    "HEALTH_CHECK, it does not run",
-    "ROLLING_BACK",
-    "COMMITTING",
-)
-"""The rows of the recovery table, in its order (docs/architecture.md prints the same)."""
+class Row(enum.StrEnum):
+    """The rows of the recovery table, in its order (docs/architecture.md prints the same)."""
+
+    ALREADY_ENDED = "already ended"
+    UNREADABLE_TARGET = "unreadable target"
+    PREPARING_RUNNING = "PREPARING, a controller runs"
+    PREPARING_DOWN = "PREPARING, nothing runs"
+    SWAPPING = "SWAPPING"
+    HEALTH_CHECK_RUNNING = "HEALTH_CHECK, the new controller runs"
+    HEALTH_CHECK_DOWN = "HEALTH_CHECK, it does not run"
+    ROLLING_BACK = "ROLLING_BACK"
+    COMMITTING = "COMMITTING"
+
+
+ROWS = tuple(Row)
 
 
 def _roll_back(cause: str, *, at_fault: bool) -> Step:
@@ -49,42 +54,42 @@ def _roll_back(cause: str, *, at_fault: bool) -> Step:
     )
 
 
-def row(journal: UpdateJournal, engine: ControllerState) -> str:
+def row(journal: UpdateJournal, engine: ControllerState) -> Row:
     """Which row of the recovery table applies (the table's first column)."""
     running = engine.running
     if journal.reported is not None and journal.reported.is_terminal:
-        return "already ended"
+        return Row.ALREADY_ENDED
     try:
         parse_version(journal.target)
     except InvalidVersion:
-        return "unreadable target"
+        return Row.UNREADABLE_TARGET
     match journal.phase:
         case JournalPhase.PREPARING:
-            return "PREPARING, a controller runs" if running else "PREPARING, nothing runs"
+            return Row.PREPARING_RUNNING if running else Row.PREPARING_DOWN
         case JournalPhase.SWAPPING:
-            return "SWAPPING"
+            return Row.SWAPPING
         case JournalPhase.HEALTH_CHECK if running and engine.version == journal.target:
-            return "HEALTH_CHECK, the new controller runs"
+            return Row.HEALTH_CHECK_RUNNING
         case JournalPhase.HEALTH_CHECK:
-            return "HEALTH_CHECK, it does not run"
+            return Row.HEALTH_CHECK_DOWN
         case JournalPhase.ROLLING_BACK:
-            return "ROLLING_BACK"
+            return Row.ROLLING_BACK
         case JournalPhase.COMMITTING:
-            return "COMMITTING"
+            return Row.COMMITTING
 
 
 def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
     """What to do with an interrupted update, given what the engine shows now."""
     match row(journal, engine):
-        case "already ended":
+        case Row.ALREADY_ENDED:
             # Its terminal state is out; only the clean-up was interrupted.
             return Step((ClearJournal(),), stop=Stop(Outcome.NOTHING_TO_RECOVER))
-        case "unreadable target":
+        case Row.UNREADABLE_TARGET:
             return Step(
                 (ClearJournal(),),
                 stop=Stop(Outcome.NOTHING_TO_RECOVER, error="journal named no valid version"),
             )
-        case "PREPARING, a controller runs":
+        case Row.PREPARING_RUNNING:
             # Never touched: leave it as it is. Not remembered: the version is not to blame,
             # and the assignment ThingsBoard re-sends after the reconnect retries it.
             error = (
@@ -95,23 +100,23 @@ def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
                 (Report(OtaState.FAILED, error, current=engine.version or ""), ClearJournal()),
                 stop=Stop(Outcome.FAILED, engine.version, error),
             )
-        case "PREPARING, nothing runs":
+        case Row.PREPARING_DOWN:
             # A power cut stopped the old controller: start it again.
             return _roll_back(INTERRUPTED_PREPARING, at_fault=False)
-        case "SWAPPING":
+        case Row.SWAPPING:
             # Nothing was observed against the version: roll back, retry when re-sent.
             return _roll_back(INTERRUPTED_SWAP, at_fault=False)
-        case "HEALTH_CHECK, the new controller runs":
+        case Row.HEALTH_CHECK_RUNNING:
             # It keeps its chance: the rest of the grace period is waited out.
             return Step((), next=Phase.HEALTH_CHECK)
-        case "HEALTH_CHECK, it does not run":
+        case Row.HEALTH_CHECK_DOWN:
             # A reboot or an engine restart stops containers: that says nothing against it.
             return _roll_back(NOT_RUNNING_AFTER_RESTART, at_fault=False)
-        case "ROLLING_BACK":
+        case Row.ROLLING_BACK:
             return _roll_back(
                 journal.error or INTERRUPTED_ROLLBACK, at_fault=journal.version_at_fault
             )
-        case "COMMITTING":
+        case Row.COMMITTING:
             # The gate had passed and UPDATED may be out: finish, never roll back.
             return Step((), next=Phase.COMMITTING)
     raise AssertionError("unreachable: row() names every case")  # pragma: no cover

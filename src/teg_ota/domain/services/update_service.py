@@ -21,7 +21,7 @@ from teg_ota.domain.core.decision import (
     UpdateContext,
     decide_update,
 )
-from teg_ota.domain.core.ota_messages import OtaRequest, is_ota_notification, parse_ota_message
+from teg_ota.domain.core.ota_messages import OtaRequest
 from teg_ota.domain.model.controller import ControllerState
 from teg_ota.domain.model.errors import (
     ContainerRuntimeError,
@@ -111,15 +111,6 @@ class UpdateService:
         self._flow.swaps_held = True
 
     # ------------------------------------------------------------ OTA requests
-
-    def handle_attributes(self, payload: object) -> bool:
-        """The seed's ``on_msg_check_for_ota_update``: True when it was an OTA notification."""
-        message = parse_ota_message(payload)
-        if isinstance(message, OtaRequest):
-            self.handle_request(message)
-        else:
-            log.debug("attribute message not acted on: %s", message)
-        return is_ota_notification(message)
 
     def screen(self, request: OtaRequest, in_flight: str) -> UpdateResult | None:
         """A request arriving while ``in_flight`` runs: ``None`` when it is to wait (latest
@@ -319,13 +310,14 @@ class UpdateService:
             return UpdateResult(Outcome.NOTHING_TO_RECOVER)
         engine = self._runtime.controller_state()
         step = recovery.resume(journal, engine)
-        log.warning("recovering an update interrupted in phase %s: %s", journal.phase, journal)
         if step.stop is not None and step.stop.outcome is Outcome.NOTHING_TO_RECOVER:
+            # Nothing to drive (the target may not even be a version): only the clean-up.
             try:
                 self._store.clear_journal()
             except VersionStoreError as exc:
                 log.error("could not clear the update journal: %s", exc)
             return UpdateResult(Outcome.NOTHING_TO_RECOVER, journal.target, None, step.stop.error)
+        log.warning("recovering an update interrupted in phase %s: %s", journal.phase, journal)
         version = parse_version(journal.target)
         grace = recovery.remaining_grace_s(
             self._settings.health_grace_s,

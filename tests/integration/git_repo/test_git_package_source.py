@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from controller_repo import ControllerRepo, git, make_controller_repo
-from git_remote import PROXY_VARIABLES, tree_files
+from git_remote import tree_files
 
 from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
 from teg_ota.domain.model.versions import parse_version
@@ -28,12 +28,6 @@ from teg_ota.ports.package_source import (
 )
 
 MISSING_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

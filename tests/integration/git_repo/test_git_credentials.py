@@ -27,26 +27,10 @@ from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 from dulwich.server import Backend
 from dulwich.web import WSGIRequestHandlerLogger, make_wsgi_chain
-from git_remote import PROXY_VARIABLES, Remote, captured_logs, make_remote
+from git_remote import Remote, captured_logs
 
 from teg_ota.adapters.git import DulwichSourceRepo
 from teg_ota.ports.source_repo import FetchFailed
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return make_remote(tmp_path)
-
-
-@pytest.fixture
-def controller_path(tmp_path: Path) -> Path:
-    return tmp_path / "controller"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

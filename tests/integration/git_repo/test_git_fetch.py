@@ -10,27 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from git_remote import PROXY_VARIABLES, Remote, make_remote
+from git_remote import Remote
 
 from teg_ota.adapters.git import DulwichSourceRepo, SourceRepoUnavailable
 from teg_ota.ports.source_repo import FetchFailed, SourceRepo, SourceRepoError, UnknownVersion
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return make_remote(tmp_path)
-
-
-@pytest.fixture
-def controller_path(tmp_path: Path) -> Path:
-    return tmp_path / "controller"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
 
 # ---------------------------------------------------------------------------- clone
 

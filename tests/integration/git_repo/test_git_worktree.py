@@ -12,27 +12,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from git_remote import PROXY_VARIABLES, Remote, make_remote, tree_files
+from git_remote import Remote, tree_files
 
 from teg_ota.adapters.git import DulwichSourceRepo
 from teg_ota.ports.source_repo import ResetFailed
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return make_remote(tmp_path)
-
-
-@pytest.fixture
-def controller_path(tmp_path: Path) -> Path:
-    return tmp_path / "controller"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
 
 # ---------------------------------------------------------------------------- reset_to / HEAD
 
