@@ -175,7 +175,7 @@ def test_doctor_reports_the_broker_problem_with_a_fix(
     assert line.startswith(f"[FAIL] broker: {LOCALHOST}:{port} "), line
     assert fix.strip().startswith("fix: "), fix
     if broker_up:
-        assert "no access token" in line and "TEG_MQTT_TOKEN" in fix, (line, fix)
+        assert "no credentials" in line and "TEG_MQTT_TOKEN" in fix, (line, fix)
     else:
         assert "unreachable" in line and "TEG_MQTT_PORT" in fix, (line, fix)
     for name in ("docker", "repository", "data directory"):

@@ -97,3 +97,23 @@ def test_an_unreadable_timestamp_mark_is_ignored(tmp_path: Path) -> None:
     entry = DurableOutbox(tmp_path).peek()
     assert entry is not None and json.loads(entry.payload)["ts"] == 1_700_000_000_500
     assert mark.read_text() == "1700000000500\n"
+
+
+def test_a_timestamp_mark_far_in_the_future_is_discarded_at_start_up(tmp_path: Path) -> None:
+    """The clock once ran a year ahead and stamped the mark there: kept, every ts would
+    stay a year ahead for good. More than a day ahead of the clock, it is dropped."""
+    mark = tmp_path / "link" / "telemetry_last_ts"
+    mark.parent.mkdir()
+    mark.write_text(f"{1_700_000_000_500 + 365 * 86_400_000}\n")
+    link = GmqttLink(
+        MqttSettings(),
+        DurableOutbox(tmp_path),
+        current_software=lambda: (None, None),
+        on_attributes=lambda topic, payload: None,
+        clock=lambda: 1_700_000_000.5,
+    )
+    link.publish_telemetry({"x": 1})
+    entry = DurableOutbox(tmp_path).peek()
+    assert entry is not None and json.loads(entry.payload)["ts"] == 1_700_000_000_500
+    assert mark.read_text() == "1700000000500\n"
+    assert link.outbox_dropped == 0

@@ -60,9 +60,8 @@ def test_connect_reports_software_then_requests_ota_attributes(
 
     msgs = tb.wait_for(lambda ms: len(ms) >= 2)
     assert msgs[0].topic == TELEMETRY
-    report = msgs[0].json()
-    assert set(report) == {"ts", "values"} and isinstance(report["ts"], int)
-    assert report["values"] == {
+    # Live: flat, for ThingsBoard to stamp on arrival.
+    assert msgs[0].json() == {
         "current_sw_title": "teg-controller",
         "current_sw_version": "v1.0.0",
     }
@@ -90,7 +89,7 @@ def test_connect_skips_unknown_software_values(
 ) -> None:
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
     link_factory(mosquitto.port, software=("teg-controller", None))
-    assert tb.wait_for_message(TELEMETRY).json()["values"] == {"current_sw_title": "teg-controller"}
+    assert tb.wait_for_message(TELEMETRY).json() == {"current_sw_title": "teg-controller"}
 
 
 def test_attribute_request_response_round_trip(
@@ -114,6 +113,40 @@ def test_attribute_request_response_round_trip(
     topic, payload = attributes.wait_for(lambda m: m[0].endswith("/response/2"))
     assert json.loads(payload) == answer
     assert link.connected
+    assert tb.listener_errors == []
+
+
+def test_an_answer_to_a_request_sent_before_a_newer_push_is_not_handed_on(
+    mosquitto: MosquittoBroker,
+    mqtt_recorder_factory,
+    link_factory: LinkFactory,
+    log_lines: list[str],
+) -> None:
+    """ThingsBoard answers request 1 with the old assignment, but a push of the new one
+    arrives first: the stale answer must not override it. Request 2, sent after the push,
+    is answered and handed on as usual."""
+    tb = mqtt_recorder_factory(mosquitto, topics=["v1/devices/me/attributes/request/+"])
+    old = {"shared": {"sw_title": "teg-controller", "sw_version": "v1.0.0"}}
+    new = {"sw_title": "teg-controller", "sw_version": "v2.0.0"}
+
+    def answer(message) -> None:
+        response = message.topic.replace("/request/", "/response/")
+        if message.topic.endswith("/1"):
+            tb.publish(ATTRIBUTES, json.dumps(new))  # the push overtakes the answer
+            tb.publish(response, json.dumps(old))
+        else:
+            tb.publish(response, json.dumps({"shared": new}))
+
+    tb.add_listener(answer)
+    attributes = Attributes()
+    link = link_factory(mosquitto.port, attributes=attributes)
+    attributes.wait_for(lambda m: m[0] == ATTRIBUTES)
+    link.request_ota_attributes()
+    topic, payload = attributes.wait_for(lambda m: m[0].endswith("/response/2"))
+    assert json.loads(payload) == {"shared": new}
+    assert [t for t, _ in attributes.received] == [ATTRIBUTES, topic]  # no /response/1
+    ignored = [line for line in log_lines if "attributes/response/1 ignored" in line]
+    assert len(ignored) == 1 and "DEBUG" in ignored[0], log_lines
     assert tb.listener_errors == []
 
 

@@ -1,5 +1,7 @@
-"""GmqttLink telemetry timestamps against a real Mosquitto: they never go back, across clock
-steps, restarts and reconnects (a Raspberry Pi without RTC boots with its clock behind).
+"""GmqttLink telemetry timestamps against a real Mosquitto: which messages carry one (those
+queued while offline; live ones go out flat for ThingsBoard to stamp), and that those never
+go back, across clock steps, restarts and reconnects (a Raspberry Pi without RTC boots with
+its clock behind), nor before the latest OTA assignment arrived.
 Fixtures in tests/integration/conftest.py; helpers in gmqtt_link_support.py.
 """
 
@@ -10,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from gmqtt_link_support import (
+    ATTRIBUTES,
+    SOFTWARE_KEYS,
     TELEMETRY,
+    Attributes,
     GatedProxy,
     LinkFactory,
     SettableClock,
-    is_software_report,
     link_maker,
     telemetry_values,
     with_ts,
@@ -33,131 +37,100 @@ def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
         yield make
 
 
-def test_timestamps_never_go_back_across_clock_steps_and_restarts(
+def test_offline_timestamps_never_go_back_across_clock_steps_and_restarts(
     mosquitto: MosquittoBroker, mqtt_recorder_factory, link_factory: LinkFactory, tmp_path: Path
 ) -> None:
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
     outbox_dir = tmp_path / "data" / "outbox"
     mark = outbox_dir / "link" / "telemetry_last_ts"
     clock = SettableClock(1_700_000_100.0)
-    first = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock)
-    assert first.wait_connected(15)
+    # Published before the first connect: queued while offline, so stamped.
+    first = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock, start=False)
     first.publish_ota_state(OtaReport(OtaState.DOWNLOADING))
     clock.now = 1_700_000_050.0  # the clock steps back (NTP, or a wrong manual setting)
     first.publish_ota_state(OtaReport(OtaState.DOWNLOADED))
+    first.start()
+    assert first.wait_connected(15)
+    wait_until(lambda: len(first.outbox) == 0, 5, "the outbox to drain")
     first.stop(timeout=5)
-    assert mark.read_text() == "1700000100002\n"
+    assert mark.read_text() == "1700000100002\n"  # the connect's report was stamped too
 
-    # A power cut on a Pi without RTC: the clock restarts far behind. Same data directory.
+    # A power cut on a Pi without RTC: the clock restarts an hour behind. Same data directory.
     outbox = DurableOutbox(outbox_dir)  # reopening the outbox leaves the mark alone
     assert mark.read_text() == "1700000100002\n"
     assert not (outbox_dir / "corrupt").exists()
     assert len(outbox) == 0
-    clock = SettableClock(1_600_000_000.0)
-    second = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock)
-    assert second.wait_connected(15)
+    clock = SettableClock(1_700_000_100.0 - 3600)
+    second = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock, start=False)
     second.publish_ota_state(OtaReport(OtaState.VERIFIED))
     second.publish_telemetry({"controller_state": "RUNNING"})
     clock.now = 1_700_000_200.0  # NTP synced: real time again
     second.publish_ota_state(OtaReport(OtaState.UPDATING))
+    second.start()
+    assert second.wait_connected(15)
 
-    tb.wait_for(lambda ms: len([m for m in ms if "ts" in m.json()]) >= 7, timeout=15)
-    stamps = [m["ts"] for m in with_ts(tb)]
-    assert stamps == [
-        1_700_000_100_000,  # first connect: current_sw_*
+    tb.wait_for(lambda ms: len(ms) >= 7, timeout=15)
+    messages = telemetry_values(tb)
+    assert [m["ts"] for m in with_ts(tb)] == [
+        1_700_000_100_000,
         1_700_000_100_001,
-        1_700_000_100_002,
-        1_700_000_100_003,  # second connect, the clock far behind: current_sw_*
+        1_700_000_100_003,  # the clock an hour behind: after the last stamp (the report's)
         1_700_000_100_004,
-        1_700_000_100_005,
         1_700_000_200_000,
     ]
-    assert [m["values"].get("sw_state") for m in with_ts(tb)] == [
-        None,
+    assert [m.get("values", m).get("sw_state") for m in messages] == [
         "DOWNLOADING",
         "DOWNLOADED",
-        None,
+        None,  # the first connect's report: live, flat
         "VERIFIED",
         None,
         "UPDATING",
+        None,  # the second connect's
     ]
-    assert mark.read_text() == "1700000200000\n"
+    reports = [i for i, m in enumerate(messages) if set(m) == SOFTWARE_KEYS]
+    assert reports == [2, 6]
+    wait_until(lambda: len(second.outbox) == 0, 5, "the outbox to drain")
+    assert mark.read_text() == "1700000200001\n"
     assert sorted(p.name for p in mark.parent.iterdir()) == ["telemetry_last_ts"]  # no temp
 
 
-def test_on_connect_report_is_stamped_after_every_earlier_message(
-    mosquitto: MosquittoBroker, mqtt_recorder_factory, link_factory: LinkFactory, tmp_path: Path
+def test_a_report_queued_offline_is_never_stamped_before_the_latest_assignment(
+    mosquitto: MosquittoBroker, mqtt_recorder_factory, link_factory: LinkFactory
 ) -> None:
-    """Regression: the current_sw_* report of every (re)connect went out without a ts, so
-    ThingsBoard stamped it with server time; on a Pi whose clock was behind after a power
-    cut, a later FAILED naming the version that really runs (device ts, older) then never
-    became the latest current_sw_version. The report is stamped like any other message."""
+    """The assignment arrives; the connection drops, the clock steps back half an hour (a
+    power cut, then fake-hwclock), the update fails while offline. The FAILED report is
+    stamped after the instant the assignment arrived, so ThingsBoard takes it as newer than
+    the INITIATED it stamped before pushing the assignment."""
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
-    outbox_dir = tmp_path / "data" / "outbox"
-    mark = outbox_dir / "link" / "telemetry_last_ts"
-    first = link_factory(
-        mosquitto.port,
-        outbox_dir=outbox_dir,
-        clock=SettableClock(1_700_000_100.0),
-        software=("teg-controller", "v1.1"),
-    )
-    assert first.wait_connected(15)
-    first.publish_ota_state(
-        OtaReport(OtaState.UPDATED, current_title="teg-controller", current_version="v1.1")
-    )
-    first.stop(timeout=5)
-    last_before_power_cut = int(mark.read_text())
-
-    # Power cut; the clock restarts far behind. The device reconnects through a proxy that
-    # can drop the connection without touching the broker or the recorder.
     proxy = GatedProxy(mosquitto.port)
-    running = ["v1.1"]
-    second = link_factory(
-        proxy.port,
-        outbox_dir=outbox_dir,
-        clock=SettableClock(1_600_000_000.0),
-        software=lambda: ("teg-controller", running[0]),
-    )
+    clock = SettableClock(1_700_000_000.0)
+    attributes = Attributes()
+    link = link_factory(proxy.port, clock=clock, attributes=attributes)
     try:
-        assert second.wait_connected(15)
-        # An update fails and rolls back: the FAILED report names what runs again.
-        second.publish_ota_state(
-            OtaReport(
-                OtaState.FAILED,
-                error="v1.2 exited",
-                current_title="teg-controller",
-                current_version="v1.0",
-            )
-        )
-        running[0] = "v1.0"
-        wait_until(lambda: len(second.outbox) == 0, 5, "the FAILED report to go out")
-        proxy.close()  # the connection drops; the link reconnects and reports again
-        wait_until(lambda: not second.connected, 10, "the link to notice the drop")
+        assert link.wait_connected(15)
+        wait_until(lambda: len(link.outbox) == 0, 5, "the current_sw_* report to go out")
+        clock.now = 1_700_000_100.0
+        tb.publish(ATTRIBUTES, {"sw_title": "teg-controller", "sw_version": "v1.1.0"})
+        attributes.wait_for(lambda m: m[0] == ATTRIBUTES)
+        link.publish_ota_state(OtaReport(OtaState.DOWNLOADING))  # live: flat
+        wait_until(lambda: len(link.outbox) == 0, 5, "DOWNLOADING to go out")
+        proxy.close()
+        wait_until(lambda: not link.connected, 10, "the link to notice the drop")
+        clock.now = 1_700_000_100.0 - 1800
+        link.publish_ota_state(OtaReport(OtaState.FAILED, error="v1.1.0 exited"))
         proxy.open()
-        assert second.wait_connected(15)
-        tb.wait_for(lambda ms: len(ms) >= 5, timeout=15)
+        assert link.wait_connected(15)
+        tb.wait_for(lambda ms: len(ms) >= 4, timeout=15)
     finally:
         proxy.close()
 
     messages = telemetry_values(tb)
-    assert all(set(m) == {"ts", "values"} for m in messages), messages  # no server-time ones
-    stamps = [m["ts"] for m in messages]
-    assert stamps == sorted(set(stamps))  # strictly increasing, in the order they arrived
-    reports = [i for i, m in enumerate(messages) if is_software_report(m)]
-    assert [messages[i]["values"]["current_sw_version"] for i in reports] == [
-        "v1.1",
-        "v1.1",
-        "v1.0",
-    ]
-    for i in reports:  # each report is stamped after everything stamped before it
-        assert all(messages[i]["ts"] > m["ts"] for m in messages[:i])
-    after_power_cut = messages[reports[1]]
-    assert after_power_cut["ts"] > last_before_power_cut  # not the clock's 1_600_000_000_000
-    # What ThingsBoard keeps as current_sw_version: the value with the newest ts.
-    latest = max(
-        (m for m in messages if "current_sw_version" in m["values"]), key=lambda m: m["ts"]
-    )
-    assert latest["values"]["current_sw_version"] == "v1.0"
-    failed = next(m for m in messages if m["values"].get("sw_state") == "FAILED")
-    assert after_power_cut["ts"] < failed["ts"] < messages[reports[2]]["ts"]
-    assert int(mark.read_text()) == messages[-1]["ts"]
+    assert messages[1] == {"sw_state": "DOWNLOADING"}
+    failed = messages[2]
+    # Not 1_699_998_300_000 (the clock): after the assignment's 1_700_000_100_000, and after
+    # DOWNLOADING's stamp (kept in the outbox, not sent: it was live).
+    assert failed == {
+        "ts": 1_700_000_100_002,
+        "values": {"sw_state": "FAILED", "sw_error": "v1.1.0 exited"},
+    }
+    assert set(messages[3]) == SOFTWARE_KEYS  # the reconnect's report, flat

@@ -298,8 +298,8 @@ def test_client_certificate_link_connects_and_delivers_telemetry(
 
     messages = [json.loads(p) for p in payloads]
     software = {"current_sw_title": "teg-controller", "current_sw_version": "v1.0"}
-    assert messages[0]["values"] == software  # the on-connect report, stamped (has a ts)
-    assert messages[-1]["values"] == {"tls_probe": marker}, messages
+    assert messages[0] == software  # the on-connect report, live: flat
+    assert messages[-1] == {"tls_probe": marker}, messages
     assert links[0].connected and links[0].refused is None
     wait_until(lambda: len(links[0].outbox) == 0, 5, "the PUBACK to empty the outbox")
     logs = tls.broker.logs()

@@ -1,5 +1,6 @@
-"""Telemetry timestamps that never go back (teg_ota.adapters.mqtt.timestamps), without a
-broker: the rule and the mark file's format as pure functions, then the mark on tmp_path.
+"""Telemetry timestamps (teg_ota.adapters.mqtt.timestamps), without a broker: when a message
+is sent flat, the never-backwards rule, the far-future mark rule and the mark file's format
+as pure functions, then the mark on tmp_path.
 
 The integration suite shows the whole story through Mosquitto (clock steps, restarts,
 reconnects); here each case is pinned on its own, including the damaged-file ones.
@@ -19,9 +20,13 @@ from teg_ota.adapters.atomic_file import temp_prefix
 from teg_ota.adapters.mqtt.timestamps import (
     LAST_TS_FILE_NAME,
     LINK_STATE_DIR_NAME,
+    LIVE_WINDOW_S,
+    MAX_MARK_AHEAD_S,
     MAX_MARK_BYTES,
     TimestampMark,
     format_mark,
+    is_live,
+    mark_is_credible,
     mark_path,
     next_stamp_ms,
     parse_mark,
@@ -48,6 +53,41 @@ def warnings_log() -> Iterator[list[str]]:
     sink = logger.add(lambda message: messages.append(message.record["message"]), level="WARNING")
     yield messages
     logger.remove(sink)
+
+
+# --------------------------------------------------------------------------- flat or stamped
+
+
+def test_the_live_window_is_a_few_seconds() -> None:
+    assert LIVE_WINDOW_S == 5.0
+
+
+@pytest.mark.parametrize(
+    ("queued_at", "now", "live"),
+    [
+        (100.0, 100.0, True),  # sent at once
+        (100.0, 100.0 + LIVE_WINDOW_S, True),  # inclusive
+        (100.0, 100.0 + LIVE_WINDOW_S + 0.001, False),  # waited too long: keeps its ts
+        (None, 100.0, False),  # queued while offline (or by an earlier run)
+        (100.0, 99.0, False),  # a monotonic clock never does this; not live if it did
+    ],
+)
+def test_only_a_message_queued_while_connected_and_sent_soon_goes_out_flat(
+    queued_at: float | None, now: float, live: bool
+) -> None:
+    assert is_live(queued_at, now) is live
+
+
+# --------------------------------------------------------------------------- far-future marks
+
+
+def test_a_mark_up_to_a_day_ahead_of_the_clock_is_credible() -> None:
+    assert MAX_MARK_AHEAD_S == 86_400
+    assert mark_is_credible(0, NOW_S)
+    assert mark_is_credible(NOW_MS, NOW_S)
+    assert mark_is_credible(NOW_MS + 86_400_000, NOW_S)  # inclusive
+    assert not mark_is_credible(NOW_MS + 86_400_001, NOW_S)
+    assert not mark_is_credible(NOW_MS + 365 * 86_400_000, NOW_S)
 
 
 # --------------------------------------------------------------------------- the rule
@@ -179,6 +219,53 @@ def test_a_damaged_mark_is_ignored_with_a_warning(
     assert any(warning in line for line in warnings_log), warnings_log
     mark.commit(mark.next_ms())  # the next commit repairs it
     assert path.read_bytes() == b"1700000000000\n"
+
+
+def test_a_mark_far_ahead_of_the_clock_at_start_up_is_discarded_with_a_warning(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    """A clock once set a year ahead, then corrected: kept, the mark would stamp every
+    message a year ahead, above everything the server stamps."""
+    path = mark_path(tmp_path)
+    path.parent.mkdir()
+    path.write_bytes(format_mark(NOW_MS + 365 * 86_400_000))
+    mark = TimestampMark(path, SettableClock())
+    assert mark.last_ms == 0
+    assert mark.next_ms() == NOW_MS  # the clock again
+    assert any("365.0 days ahead of the clock" in line for line in warnings_log), warnings_log
+    mark.commit(mark.next_ms())
+    assert path.read_bytes() == b"1700000000000\n"
+
+
+def test_a_mark_less_than_a_day_ahead_is_kept(tmp_path: Path, warnings_log: list[str]) -> None:
+    """A Pi restores its clock to about its shutdown time (fake-hwclock): slightly behind."""
+    path = mark_path(tmp_path)
+    path.parent.mkdir()
+    path.write_bytes(format_mark(NOW_MS + 3_600_000))
+    mark = TimestampMark(path, SettableClock())
+    assert mark.last_ms == NOW_MS + 3_600_000
+    assert mark.next_ms() == NOW_MS + 3_600_001
+    assert warnings_log == []
+
+
+def test_the_far_future_rule_applies_at_start_up_only(tmp_path: Path) -> None:
+    clock = SettableClock()
+    mark = TimestampMark(mark_path(tmp_path), clock)
+    mark.commit(NOW_MS + 2 * 86_400_000)  # whatever it commits, it keeps while it runs
+    assert mark.next_ms() == NOW_MS + 2 * 86_400_000 + 1
+
+
+def test_advance_to_now_raises_the_mark_to_the_clock_and_saves_it(tmp_path: Path) -> None:
+    clock = SettableClock()
+    mark = TimestampMark(mark_path(tmp_path), clock)
+    mark.advance_to_now()
+    assert mark.last_ms == NOW_MS
+    assert mark.path.read_bytes() == b"1700000000000\n"
+    assert mark.next_ms() == NOW_MS + 1  # never older than that instant, not even equal
+    clock.now = NOW_S - 60  # the clock steps back: the mark stays
+    mark.advance_to_now()
+    assert mark.last_ms == NOW_MS
+    assert mark.next_ms() == NOW_MS + 1
 
 
 def test_a_mark_that_cannot_be_saved_still_holds_in_memory(

@@ -148,3 +148,159 @@ def test_misspelled_variables_are_named() -> None:
     }
 
     assert unknown_variables(environ) == ["TEG_MQTT_HOTS"]
+
+
+# --------------------------------------------------------------------------- MQTT credentials
+
+
+def test_basic_credentials_are_read_as_they_are() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "TEG_MQTT_CLIENT_ID": "gw-0001",
+            "TEG_MQTT_USERNAME": "gw-user",
+            "TEG_MQTT_PASSWORD": " pass word ",  # white space may be part of a password
+        }
+    )
+
+    assert settings.mqtt_client_id == "gw-0001"
+    assert settings.mqtt_username == "gw-user"
+    assert settings.mqtt_password == " pass word "
+    assert settings.mqtt_token is None
+    assert settings.mqtt_secrets() == (None, " pass word ")
+    assert "gw-user" not in repr(settings) and "pass word" not in repr(settings)
+
+
+def test_the_token_and_the_password_may_come_from_files(tmp_path: Path) -> None:
+    token_file = tmp_path / "tb-token"
+    token_file.write_text("s3cret-token\n")  # an editor's trailing newline is not part of it
+    password_file = tmp_path / "tb-password"
+    password_file.write_bytes("pässword\r\n".encode())
+
+    by_token = load_settings({**BASE, "TEG_MQTT_TOKEN_FILE": f" {token_file} "})
+    by_password = load_settings(
+        {**BASE, "TEG_MQTT_USERNAME": "gw", "TEG_MQTT_PASSWORD_FILE": str(password_file)}
+    )
+
+    assert by_token.mqtt_token == "s3cret-token"
+    assert by_token.mqtt_token_file == str(token_file)
+    assert by_password.mqtt_password == "pässword"
+    assert by_password.mqtt_password_file == str(password_file)
+    assert "s3cret-token" not in repr(by_token) and "pässword" not in repr(by_password)
+
+
+def test_secret_files_work_from_a_toml_file_too(tmp_path: Path) -> None:
+    token_file = tmp_path / "tb-token"
+    token_file.write_text("from-a-file")
+    config = tmp_path / "teg-ota.toml"
+    config.write_text(f'TEG_MQTT_TOKEN_FILE = "{token_file}"\n')
+
+    assert load_settings({}, config_file=config).mqtt_token == "from-a-file"
+
+
+def test_a_settings_object_made_in_code_reads_its_files_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("tok\n")
+    (tmp_path / "password").write_text("pw\n")
+    settings = Settings(
+        mqtt_token_file=str(tmp_path / "token"),
+        mqtt_password_file=str(tmp_path / "password"),
+    )
+
+    assert settings.mqtt_secrets() == ("tok", "pw")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"TEG_MQTT_TOKEN": "S3CRET-TOK", "TEG_MQTT_TOKEN_FILE": "FILE"},
+            "TEG_MQTT_TOKEN and TEG_MQTT_TOKEN_FILE: set one of them, not both",
+        ),
+        (
+            {
+                "TEG_MQTT_USERNAME": "u",
+                "TEG_MQTT_PASSWORD": "S3CRET-PW",
+                "TEG_MQTT_PASSWORD_FILE": "FILE",
+            },
+            "TEG_MQTT_PASSWORD and TEG_MQTT_PASSWORD_FILE: set one of them, not both",
+        ),
+        (
+            {"TEG_MQTT_TOKEN": "S3CRET-TOK", "TEG_MQTT_USERNAME": "u"},
+            "TEG_MQTT_TOKEN(_FILE) and TEG_MQTT_USERNAME: set one of them",
+        ),
+        (
+            {"TEG_MQTT_TOKEN_FILE": "FILE", "TEG_MQTT_USERNAME": "u"},
+            "TEG_MQTT_TOKEN(_FILE) and TEG_MQTT_USERNAME: set one of them",
+        ),
+        ({"TEG_MQTT_PASSWORD": "S3CRET-PW"}, "TEG_MQTT_PASSWORD(_FILE): needs TEG_MQTT_USERNAME"),
+        (
+            {"TEG_MQTT_TOKEN": "S3CRET-TOK", "TEG_MQTT_PASSWORD_FILE": "FILE"},
+            "TEG_MQTT_PASSWORD(_FILE): needs TEG_MQTT_USERNAME",
+        ),
+    ],
+)
+def test_conflicting_credentials_are_a_configuration_error(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("S3CRET-IN-FILE\n")
+    environ = {name: str(secret) if value == "FILE" else value for name, value in environ.items()}
+
+    with pytest.raises(ConfigError) as error:
+        load_settings({**BASE, **environ})
+
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+    assert "S3CRET" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["TEG_MQTT_TOKEN_FILE", "TEG_MQTT_PASSWORD_FILE"])
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: None, "no such file"),
+        (lambda path: path.write_bytes(b""), "the file is empty"),
+        (lambda path: path.write_bytes(b"\n\r\n"), "the file is empty"),
+        (lambda path: path.mkdir(), "cannot read it (Is a directory)"),
+        (lambda path: path.write_bytes(b"s3cret\xff\xfe"), "not UTF-8 text"),
+        (lambda path: path.write_bytes(b"s3cret" * 11000), "larger than 65535 bytes"),
+    ],
+    ids=["missing", "empty", "only-newlines", "directory", "not-utf8", "too-large"],
+)
+def test_a_bad_secret_file_names_the_variable_and_the_path_never_the_content(
+    tmp_path: Path, name: str, make, reason: str
+) -> None:
+    path = tmp_path / "secret"
+    make(path)
+    environ = {**BASE, name: str(path)}
+    if name == "TEG_MQTT_PASSWORD_FILE":
+        environ["TEG_MQTT_USERNAME"] = "gw"
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+
+    assert str(error.value) == f"{name}={str(path)!r}: {reason}"
+    assert "s3cret" not in str(error.value)
+
+
+def test_an_unreadable_secret_file_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "tb-token"
+    path.write_text("s3cret")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)  # tests run as root: chmod would not do
+    with pytest.raises(ConfigError) as error:
+        load_settings({**BASE, "TEG_MQTT_TOKEN_FILE": str(path)})
+
+    expected = f"TEG_MQTT_TOKEN_FILE={str(path)!r}: cannot read it (Permission denied)"
+    assert str(error.value) == expected
+
+
+def test_new_mqtt_variables_are_documented_in_the_env_example_too() -> None:
+    example = (Path(__file__).parents[2] / "deploy" / "systemd" / "teg-ota.env.example").read_text()
+    for name in ("TEG_MQTT_TOKEN_FILE", "TEG_MQTT_USERNAME", "TEG_MQTT_PASSWORD_FILE"):
+        assert name in example

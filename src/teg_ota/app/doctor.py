@@ -98,6 +98,12 @@ def _broker(settings: Settings) -> Check:
             f"{address} unreachable ({exc.strerror or exc})",
             "check TEG_MQTT_HOST / TEG_MQTT_PORT and the network",
         )
-    if not settings.mqtt_token:
-        return Check("broker", False, f"{address} reachable; no access token", "set TEG_MQTT_TOKEN")
+    if not (settings.mqtt_token or settings.mqtt_username or settings.mqtt_client_id):
+        return Check(
+            "broker",
+            False,
+            f"{address} reachable; no credentials",
+            "set TEG_MQTT_TOKEN (or TEG_MQTT_TOKEN_FILE), or TEG_MQTT_USERNAME and "
+            "TEG_MQTT_PASSWORD (or _FILE), or a client certificate",
+        )
     return Check("broker", True, f"{address} reachable")

@@ -3,6 +3,11 @@
 The variable names are a contract with operators' scripts; docs/configuration.md lists
 them all. A bad value stops start-up with one line naming the variable, before anything
 (Docker, Git, the broker) is touched.
+
+Secrets (the access token, the MQTT password) may come from a file instead
+(``TEG_MQTT_TOKEN_FILE``, ``TEG_MQTT_PASSWORD_FILE``: the variable's name plus ``_FILE``),
+read here, once, so that no secret sits in the environment. No secret is ever part of an
+error message or a ``repr``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ class Settings:
     mqtt_host: str = "localhost"
     mqtt_port: int = 1883
     mqtt_token: str | None = field(default=None, repr=False)
+    mqtt_token_file: str | None = None
+    mqtt_username: str | None = field(default=None, repr=False)
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_password_file: str | None = None
     mqtt_tls: bool = False
     mqtt_ca_file: str | None = None
     mqtt_cert_file: str | None = None
@@ -71,6 +80,17 @@ class Settings:
     watchdog_interval_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
+
+    def mqtt_secrets(self) -> tuple[str | None, str | None]:
+        """``(token, password)``. :func:`load_settings` has read the ``*_FILE`` ones
+        already; a ``Settings`` made in code with only a file path gets it read here.
+        Raises :class:`ConfigError` as :func:`read_secret_file` does."""
+        token, password = self.mqtt_token, self.mqtt_password
+        if token is None and self.mqtt_token_file:
+            token = read_secret_file("TEG_MQTT_TOKEN_FILE", self.mqtt_token_file)
+        if password is None and self.mqtt_password_file:
+            password = read_secret_file("TEG_MQTT_PASSWORD_FILE", self.mqtt_password_file)
+        return token, password
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(
@@ -218,6 +238,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_MQTT_HOST": ("mqtt_host", _matching(re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}"), "host")),
     "TEG_MQTT_PORT": ("mqtt_port", _port),
     "TEG_MQTT_TOKEN": ("mqtt_token", _optional),
+    "TEG_MQTT_TOKEN_FILE": ("mqtt_token_file", _optional),
+    "TEG_MQTT_USERNAME": ("mqtt_username", _optional),
+    "TEG_MQTT_PASSWORD": ("mqtt_password", _optional),
+    "TEG_MQTT_PASSWORD_FILE": ("mqtt_password_file", _optional),
     "TEG_MQTT_TLS": ("mqtt_tls", _bool),
     "TEG_MQTT_CA_FILE": ("mqtt_ca_file", _existing_file),
     "TEG_MQTT_CERT_FILE": ("mqtt_cert_file", _existing_file),
@@ -250,6 +274,26 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_LOG_FORMAT": ("log_format", _choice("text", "json")),
 }
 
+_SECRET_VARIABLES = frozenset(
+    {
+        "TEG_MQTT_TOKEN",
+        "TEG_MQTT_USERNAME",
+        "TEG_MQTT_PASSWORD",
+        "TEG_CONTROLLER_ENV",
+        "TEG_CONTROLLER_GIT_URL",
+    }
+)
+"""Never echoed in an error (nor in a ``repr``)."""
+_UNSTRIPPED_FIELDS = frozenset({"mqtt_token", "mqtt_username", "mqtt_password"})
+"""Taken as they are: white space may be part of a credential."""
+_SECRET_FILES = (
+    # (value variable, file variable, field, file field)
+    ("TEG_MQTT_TOKEN", "TEG_MQTT_TOKEN_FILE", "mqtt_token", "mqtt_token_file"),
+    ("TEG_MQTT_PASSWORD", "TEG_MQTT_PASSWORD_FILE", "mqtt_password", "mqtt_password_file"),
+)
+MAX_SECRET_FILE_BYTES = 65535
+"""A secret file larger than this is refused (MQTT's limit for a user name or password)."""
+
 
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
@@ -264,11 +308,11 @@ def load_settings(
     for name, text in raw.items():
         field_name, parse = VARIABLES[name]
         try:
-            values[field_name] = parse(text.strip() if field_name != "mqtt_token" else text)
+            values[field_name] = parse(text if field_name in _UNSTRIPPED_FIELDS else text.strip())
         except ValueError as exc:
-            secret = name in ("TEG_MQTT_TOKEN", "TEG_CONTROLLER_ENV", "TEG_CONTROLLER_GIT_URL")
-            shown = "***" if secret else repr(text[:80])
+            shown = "***" if name in _SECRET_VARIABLES else repr(text[:80])
             raise ConfigError(f"{name}={shown}: {exc}") from None
+    _read_secret_files(values)
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_consistency(settings)
     return settings
@@ -306,9 +350,56 @@ def _read_toml(path: Path) -> dict[str, str]:
     return result
 
 
+def _read_secret_files(values: dict[str, object]) -> None:
+    """Replace each ``*_FILE`` setting's secret by the file's content (in ``values``)."""
+    for name, file_name, field_name, file_field in _SECRET_FILES:
+        path = values.get(file_field)
+        if path is None:
+            continue
+        if values.get(field_name) is not None:
+            raise ConfigError(f"{name} and {file_name}: set one of them, not both")
+        values[field_name] = read_secret_file(file_name, str(path))
+
+
+def read_secret_file(name: str, path: str) -> str:
+    """The secret in file ``path`` (setting ``name``), without its trailing newline.
+
+    Raises :class:`ConfigError` naming the setting and the path, never the content, when
+    the file is missing, unreadable, too large, not UTF-8 or empty.
+    """
+
+    def error(reason: str) -> ConfigError:
+        return ConfigError(f"{name}={path!r}: {reason}")
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise error("no such file") from None
+    except OSError as exc:
+        raise error(f"cannot read it ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise error(f"larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error("not UTF-8 text") from None
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise error("the file is empty")
+    return secret
+
+
 def _check_consistency(settings: Settings) -> None:
     if settings.backoff_max_s < settings.backoff_initial_s:
         raise ConfigError("TEG_BACKOFF_MAX_S: must not be smaller than TEG_BACKOFF_INITIAL_S")
+    if settings.mqtt_token is not None and settings.mqtt_username is not None:
+        raise ConfigError(
+            "TEG_MQTT_TOKEN(_FILE) and TEG_MQTT_USERNAME: set one of them, not both (the "
+            "access token is the MQTT user name; a user name is for MQTT basic credentials)"
+        )
+    if settings.mqtt_password is not None and settings.mqtt_username is None:
+        raise ConfigError("TEG_MQTT_PASSWORD(_FILE): needs TEG_MQTT_USERNAME")
     if bool(settings.mqtt_cert_file) != bool(settings.mqtt_key_file):
         raise ConfigError("TEG_MQTT_CERT_FILE and TEG_MQTT_KEY_FILE: set both or neither")
     if (settings.mqtt_cert_file or settings.mqtt_ca_file) and not settings.mqtt_tls:

@@ -13,22 +13,30 @@ and the :class:`OutboxSender` (delivers the outbox):
 
 * Every connection attempt, the first and each one after a drop, is the link's own, with
   exponential backoff (``connect_backoff_initial_s`` doubling up to ``connect_backoff_max_s``,
-  jittered by up to -20 %); a refused token is retried every ``refused_retry_s`` only. The
+  jittered by up to -20 %); refused credentials are retried every ``refused_retry_s`` only. The
   backoff is reset only after a session stayed up for :data:`STABLE_SESSION_S`, so a broker
   that accepts and drops at once is not hammered.
 * On every connect it reports ``current_sw_title`` / ``current_sw_version`` from
   ``current_software()``, then requests the OTA shared attributes. The report is telemetry
-  like any other: stamped and queued in the outbox, so its ``ts`` is ordered with every other
-  message and a later report (a FAILED naming the version that runs) is never older than it;
-  the attribute request goes out once the report has been delivered (after whatever was
-  queued before it). A report of a previous connection still queued is dropped: the new one
-  supersedes it.
-* Telemetry (OTA states included) goes through the outbox first, as
+  like any other: stamped and queued in the outbox, in order with every other message (it
+  is live, so it usually goes out flat); the attribute request goes out once the report has
+  been delivered (after whatever was queued before it). A report of a previous connection
+  still queued is dropped: the new one supersedes it.
+* Telemetry (OTA states included) goes through the outbox first, stamped as
   ``{"ts": <unix ms>, "values": {...}}``; one sender task publishes the head with QoS 1,
   waits for its PUBACK, deletes it, then sends the next (strict order, at-least-once: at most
   the message in flight is duplicated after a crash or a lost connection). Attribute
   requests are not persisted: a fresh one goes out on every connect. The timestamp mark is
   written before the message is queued, so no queued ``ts`` is ever above the mark on disk.
+* Clock honesty (timestamps.py): a message queued while connected and sent within a few
+  seconds goes out flat, ``{"k": v}``, and ThingsBoard stamps it on arrival with the same
+  clock it stamps QUEUED / INITIATED with; one queued while offline keeps its ``ts``, never
+  before the instant the latest attribute message arrived (the link raises the mark then).
+  A message that can never be sent (too large) is dropped with an error and counted in
+  :attr:`GmqttLink.outbox_dropped` instead of blocking the outbox.
+* Newest assignment wins: an answer to an attribute request sent before the latest
+  attribute push of OTA keys arrived is not handed on (logged at debug): it may carry the
+  assignment the push replaced.
 
 :meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
 DISCONNECT. Whatever is left stays in the outbox for the next start.
@@ -47,7 +55,12 @@ from collections.abc import Callable, Mapping
 from loguru import logger
 
 from teg_ota.adapters.mqtt.outbox import DurableOutbox
-from teg_ota.adapters.mqtt.payloads import request_ids
+from teg_ota.adapters.mqtt.payloads import (
+    ATTRIBUTES_TOPIC,
+    is_stale_response,
+    mentions_ota_keys,
+    request_ids,
+)
 from teg_ota.adapters.mqtt.sender import OutboxSender
 from teg_ota.adapters.mqtt.session import DISCONNECT_TIMEOUT_S, Connector, Session, until_stop
 from teg_ota.adapters.mqtt.settings import MqttSettings
@@ -63,8 +76,9 @@ class GmqttLink:
 
     ``current_software()`` returns ``(title, version)`` of what runs now (either may be
     ``None``: not sent). ``on_attributes(topic, payload)`` receives every message on the
-    attribute topics, on the link's thread (see the module docstring). ``clock`` gives the
-    Unix time in seconds for the telemetry ``ts`` (which never goes back: timestamps.py).
+    attribute topics but stale answers, on the link's thread (see the module docstring).
+    ``clock`` gives the Unix time in seconds for the telemetry ``ts`` (which never goes
+    back: timestamps.py).
     """
 
     def __init__(
@@ -80,15 +94,22 @@ class GmqttLink:
         self._outbox = outbox
         self._current_software = current_software
         self._queue = TelemetryQueue(outbox, clock)
+        self._on_attributes_callback = on_attributes
         self._connector = Connector(
             settings,
             settings.client_id or f"teg-ota-{uuid.uuid4().hex[:12]}",
             on_up=self._on_session_up,
             on_down=self._on_session_down,
-            on_attributes=on_attributes,
+            on_attributes=self._on_attributes,
         )
-        self._sender = OutboxSender(outbox, self._connector, self._send_attribute_request)
+        self._sender = OutboxSender(
+            outbox, self._connector, self._send_attribute_request, self._queue.wire_payload
+        )
         self._request_ids = request_ids()
+        # Loop thread only: the id of the last attribute request sent, and what it was
+        # when the latest push arrived (answers up to that id are stale).
+        self._last_request_id = 0
+        self._last_request_before_push = 0
         self._lifecycle = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -148,6 +169,12 @@ class GmqttLink:
     def outbox(self) -> DurableOutbox:
         return self._outbox
 
+    @property
+    def outbox_dropped(self) -> int:
+        """Outbox messages dropped because they can never be sent (larger than ThingsBoard's
+        limit), since the link was made. (The outbox's bound counts its own drops.)"""
+        return self._sender.dropped
+
     # -- TelemetrySink ----------------------------------------------------------------------------
     def publish_ota_state(self, report: OtaReport) -> None:
         self._enqueue(report.values(), ota_state=True)
@@ -161,7 +188,7 @@ class GmqttLink:
 
     # -- producer side (any thread) ---------------------------------------------------------------
     def _enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> None:
-        self._queue.enqueue(values, ota_state=ota_state)
+        self._queue.enqueue(values, ota_state=ota_state, connected=self._connected.is_set())
         self._call_in_loop(self._wakeup.set)
 
     def _call_in_loop(self, callback: Callable[[], object]) -> None:
@@ -283,5 +310,24 @@ class GmqttLink:
             logger.debug("Offline: the OTA attributes will be requested on the next connect")
             return
         request_id = next(self._request_ids)
+        self._last_request_id = request_id
         session.request_attributes(request_id)
         logger.debug("Requested the OTA attributes (request {})", request_id)
+
+    def _on_attributes(self, topic: str, payload: bytes) -> None:
+        """Every message on the attribute topics (loop thread), before ``on_attributes``."""
+        if topic == ATTRIBUTES_TOPIC:
+            if mentions_ota_keys(payload):
+                self._last_request_before_push = self._last_request_id
+        elif is_stale_response(topic, self._last_request_before_push):
+            logger.debug(
+                "Attribute answer on {} ignored: its request went out before the latest "
+                "attribute push, which is newer",
+                topic,
+            )
+            return
+        try:
+            self._queue.note_assignment()
+        except Exception:  # noqa: BLE001 - the message must still be handed on
+            logger.exception("MQTT link: cannot note the attribute message's arrival")
+        self._on_attributes_callback(topic, payload)

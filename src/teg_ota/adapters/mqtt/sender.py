@@ -2,7 +2,11 @@
 
 One message in flight at a time: strict order and at-least-once (at most the message in
 flight is duplicated after a crash or a lost connection), at the price of one broker round
-trip per message.
+trip per message. What goes on the wire for an entry (flat or with its ``ts``) is asked
+for each attempt (``prepare``). An entry that can never be sent (larger than ThingsBoard's
+limit: :func:`~teg_ota.adapters.mqtt.payloads.fits_in_one_message`) is dropped with an
+error and counted, instead of holding up everything behind it: ThingsBoard would close the
+session on it, on every attempt, for ever.
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from teg_ota.adapters.mqtt.outbox import DurableOutbox
+from teg_ota.adapters.mqtt.outbox import DurableOutbox, OutboxEntry
+from teg_ota.adapters.mqtt.payloads import (
+    MAX_REMAINING_LENGTH,
+    fits_in_one_message,
+    remaining_length,
+)
 from teg_ota.adapters.mqtt.session import ACK_TIMEOUT_S, Connector
 
 
@@ -21,6 +30,7 @@ class OutboxSender:
 
     ``request_attributes()`` is called once a connect's ``current_sw_*`` report is out (see
     :attr:`Session.request_after`): the OTA attribute request follows the report.
+    ``prepare(entry)`` gives the payload to publish for an entry (default: as queued).
     """
 
     def __init__(
@@ -28,10 +38,14 @@ class OutboxSender:
         outbox: DurableOutbox,
         connector: Connector,
         request_attributes: Callable[[], None],
+        prepare: Callable[[OutboxEntry], bytes] | None = None,
     ) -> None:
         self._outbox = outbox
         self._connector = connector
         self._request_attributes = request_attributes
+        self._prepare = prepare or (lambda entry: entry.payload)
+        self.dropped = 0
+        """Entries dropped because they can never be sent (too large), since creation."""
 
     async def run(self, wakeup: asyncio.Event) -> None:
         """Until cancelled; ``wakeup`` is set whenever there may be something to do."""
@@ -52,7 +66,11 @@ class OutboxSender:
                 if session is None or entry is None:
                     await wakeup.wait()
                     continue
-                acked = await session.deliver(entry.topic, entry.payload)
+                payload = self._prepare(entry)
+                if not fits_in_one_message(entry.topic, payload):
+                    self._drop(entry, payload)
+                    continue
+                acked = await session.deliver(entry.topic, payload)
                 if acked:
                     unacked_seq, timeouts = None, 0
                     self._outbox.remove(entry.seq)
@@ -70,3 +88,17 @@ class OutboxSender:
             except Exception:  # noqa: BLE001 - the sender must survive (disk errors...)
                 logger.exception("MQTT link sender error; retrying in 1s")
                 await asyncio.sleep(1.0)
+
+    def _drop(self, entry: OutboxEntry, payload: bytes) -> None:
+        self._outbox.remove(entry.seq)
+        self.dropped += 1
+        logger.error(
+            "Outbox message {}{} on {} can never be sent: {} bytes with topic and header, "
+            "ThingsBoard accepts at most {}; dropped ({} dropped since start)",
+            entry.seq,
+            " (an OTA state)" if entry.ota_state else "",
+            entry.topic,
+            remaining_length(entry.topic, payload),
+            MAX_REMAINING_LENGTH,
+            self.dropped,
+        )

@@ -1,8 +1,9 @@
 """One gmqtt client per connection to ThingsBoard, and the attempts that open them.
 
-* MQTT 3.1.1 (ThingsBoard's device protocol; its CONNACK codes 4/5 are the token refusals),
-  clean session, the access token as the username with no password, TLS when
-  ``settings.tls`` (CA file or the system's CAs, optional X.509 client certificate).
+* MQTT 3.1.1 (ThingsBoard's device protocol; its CONNACK codes 4/5 are the credential
+  refusals), clean session, the access token as the username with no password, or the MQTT
+  basic credentials (client id, user name, password), TLS when ``settings.tls`` (CA file
+  or the system's CAs, optional X.509 client certificate).
 * gmqtt's built-in reconnect is switched off: the link replaces the whole client (a new
   :class:`Session`) instead, so nothing of a dead session (subscriptions, packet ids,
   half-sent messages) can leak into the next. When to try again is the link's decision.
@@ -11,8 +12,8 @@
   hand the session to the link (``on_up``).
 * A refusal that retrying cannot fix (CONNACK 4 / 5, or its MQTT 5 equivalents): ONE error
   line, :attr:`Connector.refused` tells why, and the attempt reports ``"refused"`` so the
-  link retries only rarely. A later success clears ``refused``. The token itself is never
-  logged (:class:`MqttSettings` hides it in repr).
+  link retries only rarely. A later success clears ``refused``. No credential is ever
+  logged (:class:`MqttSettings` hides them in repr; log lines name their kind only).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ ACK_TIMEOUT_S = 30.0
 DISCONNECT_TIMEOUT_S = 2.0
 INTERRUPT_GRACE_S = 1.0
 
-TOKEN_REFUSAL_CODES: Final = frozenset({4, 5, 134, 135})
+CREDENTIAL_REFUSAL_CODES: Final = frozenset({4, 5, 134, 135})
 """CONNACK: bad user name or password / not authorised (MQTT 3.1.1 and 5)."""
-PERMANENT_REFUSAL_CODES: Final = TOKEN_REFUSAL_CODES | frozenset(
+PERMANENT_REFUSAL_CODES: Final = CREDENTIAL_REFUSAL_CODES | frozenset(
     {1, 2, 129, 130, 132, 133, 138, 140, 144, 149, 153, 154, 155, 156, 157}
 )
 """Refusals retrying cannot fix (gmqtt's own list): retried only every refused_retry_s."""
@@ -191,8 +192,9 @@ class Connector:
         """One attempt; ``failures`` (attempts failed in a row) keeps repeats out of WARNING."""
         settings = self._settings
         client = session.client
-        if settings.token is not None:
-            client.set_auth_credentials(settings.token, None)
+        auth = settings.auth
+        if auth is not None:
+            client.set_auth_credentials(*auth)
         try:
             done = await until_stop(
                 client.connect(
@@ -246,10 +248,11 @@ class Connector:
     def _note_refusal(self, code: int, text: str) -> None:
         """Log a refusal once: the same one every ``refused_retry_s`` would flood the log."""
         settings = self._settings
-        what = "the access token" if code in TOKEN_REFUSAL_CODES else "the connection"
+        credentials = code in CREDENTIAL_REFUSAL_CODES
+        what = settings.credentials_kind if credentials else "the connection"
         reason = f"ThingsBoard refused {what} (CONNACK {code}: {text})"
         if reason != self.refused:
-            hint = " check the device's access token;" if code in TOKEN_REFUSAL_CODES else ""
+            hint = f" check the device's credentials ({what});" if credentials else ""
             logger.error(
                 "{} at {}:{};{} next attempt in {:.0f}s",
                 reason,

@@ -13,15 +13,24 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True, repr=False)
 class MqttSettings:
-    """How to reach ThingsBoard. ``token`` is the device access token (MQTT user name).
+    """How to reach ThingsBoard, and as which device.
+
+    The credentials ThingsBoard offers: ``token``, the device access token (sent as the MQTT
+    user name, no password); or MQTT basic credentials, ``client_id`` and/or ``username``
+    with an optional ``password``; or an X.509 client certificate (``cert_file`` /
+    ``key_file``, over TLS). A token and a user name exclude each other (the token *is* the
+    user name), and a password needs a user name (MQTT 3.1.1).
 
     TLS files are only valid with ``tls=True`` (a CA file without TLS would silently send
-    the token in clear text). ``key_file`` needs ``cert_file``.
+    the credentials in clear text). ``key_file`` needs ``cert_file``. The token, the user
+    name and the password never appear in ``repr`` (settings are logged at start-up).
     """
 
     host: str = "localhost"
     port: int = 1883
     token: str | None = None
+    username: str | None = None
+    password: str | None = None
     tls: bool = False
     ca_file: Path | str | None = None
     cert_file: Path | str | None = None
@@ -49,12 +58,42 @@ class MqttSettings:
             raise ValueError("ca_file / cert_file / key_file need tls=True")
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
+        if self.token is not None and self.username is not None:
+            raise ValueError(
+                "token and username exclude each other: the access token is the MQTT user name"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs username")
+
+    @property
+    def auth(self) -> tuple[str, str | None] | None:
+        """``(user name, password)`` for the CONNECT packet; ``None``: none is sent."""
+        if self.token is not None:
+            return self.token, None
+        if self.username is not None:
+            return self.username, self.password
+        return None
+
+    @property
+    def credentials_kind(self) -> str:
+        """What ThingsBoard checks on CONNECT, in words, for log lines (never the values)."""
+        if self.token is not None:
+            return "the access token"
+        if self.username is not None or (self.client_id and not self.cert_file):
+            return "the MQTT basic credentials"
+        if self.cert_file:
+            return "the client certificate"
+        return "the anonymous connection"
 
     def __repr__(self) -> str:
-        """The token is a credential: settings are logged at start-up, the token never is."""
-        token = None if self.token is None else "***"
+        """Credentials: settings are logged at start-up, the token, the user name and the
+        password never are (``'***'`` says one is set)."""
+        token, username, password = (
+            None if value is None else "***" for value in (self.token, self.username, self.password)
+        )
         return (
             f"MqttSettings(host={self.host!r}, port={self.port!r}, token={token!r}, "
+            f"username={username!r}, password={password!r}, "
             f"tls={self.tls!r}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
             f"key_file={self.key_file!r}, client_id={self.client_id!r}, "
             f"keepalive={self.keepalive!r}, "

@@ -3,19 +3,31 @@
 Stamping and queueing happen under one lock, so the outbox order is the ``ts`` order even
 with several threads publishing: the sender delivers in outbox order, so ThingsBoard
 receives the messages with increasing ``ts``, each one newer than the one before.
+
+Which of them keep their ``ts`` on the wire is decided when they are sent
+(:meth:`TelemetryQueue.wire_payload`, rule in timestamps.py): a message queued while
+connected and sent within a few seconds goes out flat, for ThingsBoard to stamp. Only this
+process knows that a message was queued while connected (an in-memory note, no change to
+the outbox's files): whatever an earlier run queued keeps its ``ts``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from loguru import logger
 
-from teg_ota.adapters.mqtt.outbox import DurableOutbox
-from teg_ota.adapters.mqtt.payloads import TELEMETRY_TOPIC, software_report, telemetry_payload
-from teg_ota.adapters.mqtt.timestamps import TimestampMark, mark_path
+from teg_ota.adapters.mqtt.outbox import DurableOutbox, OutboxEntry
+from teg_ota.adapters.mqtt.payloads import (
+    TELEMETRY_TOPIC,
+    flat_payload,
+    software_report,
+    telemetry_payload,
+)
+from teg_ota.adapters.mqtt.timestamps import LIVE_WINDOW_S, TimestampMark, is_live, mark_path
 from teg_ota.ports.telemetry_sink import TelemetryError
 
 
@@ -23,18 +35,32 @@ class TelemetryQueue:
     """Stamps messages (:class:`TimestampMark`) and appends them to ``outbox``; any thread.
 
     ``clock`` gives the Unix time in seconds; the mark lives next to the outbox's entries.
+    ``monotonic`` measures how long a message queued while connected waited to be sent.
     """
 
-    def __init__(self, outbox: DurableOutbox, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        outbox: DurableOutbox,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._outbox = outbox
         self._stamps = TimestampMark(mark_path(outbox.directory), clock)
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._software_report_seq: int | None = None
+        self._live_lock = threading.Lock()
+        self._queued_live: dict[int, float] = {}
+        """Outbox sequence -> monotonic instant, for messages queued while connected and
+        not older than :data:`LIVE_WINDOW_S` (older ones are forgotten: never live again)."""
 
-    def enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> int:
-        """Stamp and queue one message; its outbox sequence. Raises :class:`TelemetryError`."""
+    def enqueue(self, values: Mapping[str, object], *, ota_state: bool, connected: bool) -> int:
+        """Stamp and queue one message; its outbox sequence. Raises :class:`TelemetryError`.
+
+        ``connected``: the link was connected when the message was queued (it may go out
+        flat)."""
         with self._lock:
-            return self._enqueue_locked(values, ota_state=ota_state)
+            return self._enqueue_locked(values, ota_state=ota_state, connected=connected)
 
     def queue_software_report(
         self, current_software: Callable[[], tuple[str | None, str | None]]
@@ -42,9 +68,10 @@ class TelemetryQueue:
         """Queue ``current_sw_*`` as telemetry (stamped like every message, in the outbox);
         returns its outbox sequence number, ``None`` if nothing was queued. Never raises.
 
-        ``current_software()`` is asked under the lock: a report queued by another thread
-        meanwhile (UPDATED naming a new version) then gets a later ``ts`` than this one,
-        never an earlier one with the older truth winning in ThingsBoard.
+        Called when a connection is up: the report is a live message. ``current_software()``
+        is asked under the lock: a report queued by another thread meanwhile (UPDATED naming
+        a new version) then comes after this one, never before it with the older truth
+        winning in ThingsBoard.
         """
         try:
             with self._lock:
@@ -52,7 +79,7 @@ class TelemetryQueue:
                 values = software_report(title, version)
                 if not values:
                     return None
-                seq = self._enqueue_locked(values, ota_state=False)
+                seq = self._enqueue_locked(values, ota_state=False, connected=True)
                 superseded, self._software_report_seq = self._software_report_seq, seq
             if superseded is not None:
                 # The previous connection's report, if it is still queued: never delivered
@@ -68,13 +95,37 @@ class TelemetryQueue:
             return None
         return seq
 
-    def _enqueue_locked(self, values: Mapping[str, object], *, ota_state: bool) -> int:
+    def note_assignment(self) -> None:
+        """An attribute message (an OTA assignment) arrived now: every ``ts`` stamped from
+        now on is after this instant, also after a restart (the mark is written)."""
+        with self._lock:
+            self._stamps.advance_to_now()
+
+    def wire_payload(self, entry: OutboxEntry) -> bytes:
+        """What to publish for ``entry`` now: flat when it is live, else as it was queued."""
+        with self._live_lock:
+            queued_at = self._queued_live.get(entry.seq)
+        if not is_live(queued_at, self._monotonic()):
+            return entry.payload
+        flat = flat_payload(entry.payload)
+        return entry.payload if flat is None else flat
+
+    def _enqueue_locked(
+        self, values: Mapping[str, object], *, ota_state: bool, connected: bool
+    ) -> int:
         ts_ms = self._stamps.next_ms()
         payload = telemetry_payload(ts_ms, values)
         self._stamps.commit(ts_ms)  # durable before any message carries this ts
         try:
-            return self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
+            seq = self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
         except OSError as exc:
             raise TelemetryError(
                 f"cannot queue telemetry in {self._outbox.directory}: {exc}"
             ) from exc
+        now = self._monotonic()
+        with self._live_lock:
+            for old in [s for s, at in self._queued_live.items() if now - at > LIVE_WINDOW_S]:
+                del self._queued_live[old]
+            if connected:
+                self._queued_live[seq] = now
+        return seq

@@ -1,15 +1,32 @@
-"""Telemetry timestamps that never go back, not even across restarts.
+"""When telemetry carries a device timestamp, and timestamps that never go back.
 
-``ts`` is ``max(now_ms, last_ts_ms + 1)``, and ``last_ts_ms`` is kept durably in
-``<outbox dir>/link/telemetry_last_ts`` (a sub-directory: the outbox leaves directories alone).
-A Raspberry Pi has no real-time clock: after a power cut its clock can be behind until NTP
-syncs, and ThingsBoard keeps a key's latest value only when the new ``ts`` is not older
-(so an ``sw_state`` stamped in the past would never show). Strictly increasing also keeps two
-states reported within one millisecond apart (ThingsBoard stores one value per key and ts).
+ThingsBoard keeps a key's latest value only when the new ``ts`` is not older than the one it
+has, and stamps its own ``QUEUED`` / ``INITIATED`` with server time. A Raspberry Pi has no
+real-time clock: after a power cut its clock can be behind until NTP syncs, and a device
+that stamped every report with its own clock would leave the dashboard in "Updating" for
+good. So:
 
-The rule and the mark's file format are pure functions (:func:`next_stamp_ms`,
-:func:`parse_mark`, :func:`format_mark`) so they can be tested without a file system or a
-clock; :class:`TimestampMark` only adds the file and the clock around them.
+* **Live** messages (queued while connected and sent within :data:`LIVE_WINDOW_S`) go out
+  flat, ``{"k": v}``: ThingsBoard stamps them on arrival (:func:`is_live`).
+* Messages queued while offline (or by an earlier run) keep their device ``ts``: it says
+  when it happened. That ``ts`` is ``max(now_ms, last_ts_ms + 1)``, and ``last_ts_ms`` is
+  kept durably in ``<outbox dir>/link/telemetry_last_ts`` (a sub-directory: the outbox
+  leaves directories alone). The link raises the mark to the instant an attribute
+  message (an OTA assignment) arrived, so a report is never stamped before the assignment
+  it answers, not even after a power cut that set the clock back. Strictly increasing also
+  keeps two states reported within one millisecond apart (ThingsBoard stores one value per
+  key and ts).
+* A saved mark more than :data:`MAX_MARK_AHEAD_S` ahead of the clock at start-up (a clock
+  that was once set far ahead, then corrected) is discarded with a warning: kept, it would
+  hold every later ``ts`` in the future, above what the server stamps.
+
+Every message is stamped when it is queued (the outbox keeps the stamped form either way);
+whether the stamp is sent is decided when it is sent.
+
+The rules and the mark's file format are pure functions (:func:`is_live`,
+:func:`next_stamp_ms`, :func:`mark_is_credible`, :func:`parse_mark`, :func:`format_mark`)
+so they can be tested without a file system or a clock; :class:`TimestampMark` only adds
+the file and the clock around them.
 """
 
 from __future__ import annotations
@@ -33,6 +50,16 @@ LINK_STATE_DIR_NAME: Final = "link"
 LAST_TS_FILE_NAME: Final = "telemetry_last_ts"
 MAX_MARK_BYTES: Final = 64
 """A mark file larger than this was not written by us: it is ignored, never read whole."""
+MAX_MARK_AHEAD_S: Final = 24 * 3600.0
+"""A saved mark more than this (one day) ahead of the clock at start-up is discarded.
+
+A Pi restores its clock at boot to about when it was shut down (fake-hwclock), so the mark
+of a healthy device is at most a little ahead of it; a mark a day or more ahead comes from
+a clock that once ran far ahead. The price: a Pi that boots with its clock more than a day
+behind (no fake-hwclock) stamps what it queues offline with that clock until NTP syncs
+(live messages are stamped by ThingsBoard anyway)."""
+LIVE_WINDOW_S: Final = 5.0
+"""A message queued while connected and sent within this many seconds goes out flat."""
 
 _MARK_RE = re.compile(r"[0-9]{1,16}")
 
@@ -40,6 +67,22 @@ _MARK_RE = re.compile(r"[0-9]{1,16}")
 def mark_path(outbox_dir: Path) -> Path:
     """Where the mark of the link using the outbox in ``outbox_dir`` lives."""
     return outbox_dir / LINK_STATE_DIR_NAME / LAST_TS_FILE_NAME
+
+
+def is_live(queued_at_s: float | None, now_s: float) -> bool:
+    """Whether a message is sent flat (ThingsBoard stamps it on arrival) or with its ``ts``.
+
+    ``queued_at_s`` is the monotonic instant it was queued while connected, ``None`` when it
+    was queued offline (or by an earlier run); ``now_s`` is the same clock now. Flat only
+    when it was queued while connected and is sent within :data:`LIVE_WINDOW_S`.
+    """
+    return queued_at_s is not None and 0.0 <= now_s - queued_at_s <= LIVE_WINDOW_S
+
+
+def mark_is_credible(mark_ms: int, now_s: float) -> bool:
+    """Whether a saved mark may be kept at start-up: at most :data:`MAX_MARK_AHEAD_S` ahead
+    of the clock ``now_s``."""
+    return mark_ms <= int((now_s + MAX_MARK_AHEAD_S) * 1000)
 
 
 def next_stamp_ms(now_s: float, last_ms: int) -> int:
@@ -100,10 +143,27 @@ class TimestampMark:
         if value is None:
             logger.warning("Telemetry timestamp mark {} is not a number; ignored", path)
             return 0
+        now_s = self._clock()
+        if not mark_is_credible(value, now_s):
+            logger.warning(
+                "Telemetry timestamp mark {} is {:.1f} days ahead of the clock (more than "
+                "{:.0f} h); discarded, telemetry timestamps follow the clock again",
+                path,
+                (value / 1000 - now_s) / 86400,
+                MAX_MARK_AHEAD_S / 3600,
+            )
+            return 0
         return value
 
     def next_ms(self) -> int:
         return next_stamp_ms(self._clock(), self._last_ms)
+
+    def advance_to_now(self) -> None:
+        """Raise the mark to the clock's now (an attribute message just arrived): every later
+        ``ts`` is after it. Written like a commit; a no-op when the mark is already ahead."""
+        now_ms = int(self._clock() * 1000)
+        if now_ms > self._last_ms:
+            self.commit(now_ms)
 
     def commit(self, ts_ms: int) -> None:
         """Remember ``ts_ms`` (in memory always; on disk unless that fails: logged).
