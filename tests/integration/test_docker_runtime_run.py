@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,11 @@ from pathlib import Path
 import docker
 import pytest
 from docker_runtime_support import RUN_LABEL, Env, make_env
+from harness import in_ci
 
+from teg_ota.adapters.docker import DockerRuntime
+from teg_ota.domain.core.failures import Blame, blame
+from teg_ota.domain.model.errors import GatewayFault, PrivilegeRefused
 from teg_ota.ports.container_runtime import VERSION_LABEL, ControllerState, Health, StartFailed
 
 
@@ -134,3 +139,24 @@ def test_start_failure_carries_the_engines_explanation(env: Env) -> None:
     # The unstartable container is not left in the way of the next attempt.
     assert env.client.containers.list(all=True, filters={"name": env.name}) == []
     assert env.runtime.controller_state() == ControllerState(exists=False)
+
+
+@pytest.mark.timeout(60)
+def test_an_engine_that_refuses_privileged_is_the_gateways_fault(env: Env) -> None:
+    """This machine's engine cannot grant a privileged container's capabilities
+    (shared/reference/test-infrastructure.md): the refusal is a PrivilegeRefused, a
+    GatewayFault whose message says what to change on the gateway."""
+    tag = env.build(version="v1.0")
+    privileged = DockerRuntime(dataclasses.replace(env.runtime._settings, privileged=True))
+    try:
+        privileged.run_controller(tag, {RUN_LABEL: env.uid})
+    except PrivilegeRefused as exc:
+        assert isinstance(exc, GatewayFault) and isinstance(exc, StartFailed)
+        assert "TEG_CONTROLLER_PRIVILEGED=0" in str(exc)
+        assert blame(exc) is Blame.GATEWAY
+        assert env.runtime.controller_state() == ControllerState(exists=False), "cleaned up"
+        return
+    reason = "this engine grants privileged containers: nothing to refuse"
+    if in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)

@@ -215,14 +215,23 @@ class E2E(GatewayUnderTest):
         repo: ControllerRepo,
         client: docker.DockerClient,
         base_image: str,
+        *,
+        gate: bool | None = None,
+        clock_offset: str | float | None = None,
     ) -> None:
-        super().__init__(tmp, repo, client, "teg-e2e", token=TOKEN)
+        """``gate``: the device connects through the stand-in's session gate (default: the
+        TEG_TEST_TB_GATE variable); ``clock_offset``: the runners' clock under libfaketime."""
+        super().__init__(tmp, repo, client, "teg-e2e", token=TOKEN, clock_offset=clock_offset)
         self.base_image = base_image
         self.runners: list[Runner] = []
         self.broker = start_broker(tmp)
         try:
             self.standin = ThingsBoardStandIn(
-                LOCALHOST, self.broker.port, client_id=f"thingsboard-{self.suffix}", persistent=True
+                LOCALHOST,
+                self.broker.port,
+                client_id=f"thingsboard-{self.suffix}",
+                persistent=True,
+                gate=gate,
             ).start()
         except BaseException:
             self.broker.remove()
@@ -236,7 +245,7 @@ class E2E(GatewayUnderTest):
             "TEG_BACKOFF_MAX_S": "4",
             "TEG_LOG_LEVEL": "DEBUG",
         }
-        return self.env(self.broker.port, **{**settings, **overrides})
+        return self.env(self.standin.device_port, **{**settings, **overrides})
 
     def start_runner(self, **env: str) -> Runner:
         runner = Runner(
@@ -387,6 +396,7 @@ def test_startup_builds_and_runs_the_default_version(e2e: E2E) -> None:
     runner = e2e.start_gateway()
 
     attrs = e2e.wait_controller("v1.0")
+    e2e.standin.wait_for_value("current_sw_version", "v1.0", timeout=60)
     assert attrs["Config"]["Image"] == f"{e2e.prefix}v1.0:latest"
     assert attrs["Config"]["Labels"][COMMIT_LABEL] == e2e.repo.commit_of("v1.0")
     assert attrs["HostConfig"]["Privileged"] is False
@@ -400,9 +410,10 @@ def test_startup_builds_and_runs_the_default_version(e2e: E2E) -> None:
     assert isinstance(request.payload["sharedKeys"], str)
     assert {"sw_title", "sw_version"} <= set(request.payload["sharedKeys"].split(","))
     assert request.answer == {}, "nothing is assigned yet"
-    # The first launch goes through the safe update (build, health gate): reported as such.
-    e2e.wait_state(runner, "UPDATED", 0)
-    assert standin.sw_states() == list(UPDATE_STATES)
+    # The first launch goes through the safe update (build, health gate), but nothing was
+    # assigned: ThingsBoard hears what runs (current_sw_*), no sw_state, so the device lands
+    # in no dashboard tab.
+    assert standin.sw_states() == []
     assert standin.protocol_errors == []
     assert runner.alive
 
@@ -590,10 +601,16 @@ def test_garbage_and_hostile_attributes_change_nothing(e2e: E2E) -> None:
         {"shared": "v1.1"},
         {"deleted": "sw_version"},
         [1, 2, 3],
-        {"sw_title": "someone-elses-software", "sw_version": "v1.1"},
     ]
     for payload in ignored:
         standin.push_attributes(payload)
+    # Another product's package: one FAILED naming both titles, the controller untouched.
+    mark = standin.mark()
+    standin.push_attributes({"sw_title": "someone-elses-software", "sw_version": "v1.1"})
+    mismatch = e2e.wait_state(runner, "FAILED", mark)
+    assert "'someone-elses-software'" in str(mismatch.values["sw_error"])
+    assert f"'{SW_TITLE}'" in str(mismatch.values["sw_error"])
+    assert mismatch.values["current_sw_version"] == "v1.0"
     hostile = [
         ("--upload-pack=touch /tmp/pwned", "must not start with '-'"),
         ("v1;touch /tmp/pwned2", "only letters, digits"),
@@ -617,7 +634,7 @@ def test_garbage_and_hostile_attributes_change_nothing(e2e: E2E) -> None:
     confirmed = e2e.wait_state(runner, "UPDATED", mark)
     assert confirmed.values["current_sw_version"] == "v1.0"
 
-    assert standin.sw_states(since) == ["FAILED"] * len(hostile) + ["UPDATED"]
+    assert standin.sw_states(since) == ["FAILED"] * (1 + len(hostile)) + ["UPDATED"]
     assert runner.alive
     assert sorted(Path("/tmp").glob("pwned*")) == []
     forged = [line for line in runner.log().splitlines() if line.startswith("touch /tmp/pwned")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.journal import Answer, FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.model.versions import version_from_image
 from teg_ota.ports import (
     BuildFailed,
@@ -348,6 +348,7 @@ class FakeStore:
         self.good_history: list[str] = []
         """Known-good versions, newest first, as stored (``domain.core.known_good`` changes it)."""
         self.failed_version: FailedVersion | None = None
+        self.last_answer: Answer | None = None
         self.current_journal: UpdateJournal | None = None
         self.phases: list[JournalPhase] = []
         self.crash_before: JournalPhase | None = None
@@ -390,6 +391,12 @@ class FakeStore:
 
     def set_failed(self, failed: FailedVersion | None) -> None:
         self.failed_version = failed
+
+    def answered(self) -> Answer | None:
+        return self.last_answer
+
+    def set_answered(self, answer: Answer | None) -> None:
+        self.last_answer = answer
 
     def journal(self) -> UpdateJournal | None:
         return self.current_journal

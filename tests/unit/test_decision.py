@@ -25,6 +25,20 @@ from teg_ota.domain.model.versions import Version, VersionKind, parse_version
 TITLE = "teg-controller"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 HEALTH_ERROR = "controller exited with code 1 during the health check"
+FAILED_UNDER_A = FailedVersion("v2.0.0", HEALTH_ERROR, "fp-a")
+
+
+@dataclass(frozen=True)
+class RejectedBecause:
+    """Matches a Reject whose error mentions every fragment (wording stays free)."""
+
+    fragments: tuple[str, ...]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reject) and all(f in other.error for f in self.fragments)
+
+    def __hash__(self) -> int:
+        return hash(self.fragments)
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ def _context(
     configured_title: str | None = TITLE,
     failed: FailedVersion | None = None,
     in_flight: str | None = None,
+    fingerprint: str | None = None,
 ) -> UpdateContext:
     return UpdateContext(
         request=OtaRequest(version=version, title=title),
@@ -67,6 +82,7 @@ def _context(
         configured_title=configured_title,
         failed=failed,
         in_flight=in_flight,
+        fingerprint=fingerprint,
     )
 
 
@@ -84,22 +100,22 @@ CASES = [
     # --- package title
     pytest.param(
         _context("v2.0.0", title="other-app"),
-        IgnoredBecause(("other-app", TITLE)),
-        id="other-title-ignored",
+        RejectedBecause(("other-app", TITLE, "TEG_SW_TITLE", "left unchanged")),
+        id="other-title-failed-naming-both-titles",
     ),
     pytest.param(
         _context("v1.0.0", title="other-app"),
-        IgnoredBecause(("other-app",)),
-        id="other-title-ignored-even-if-version-runs",
+        RejectedBecause(("other-app", TITLE)),
+        id="other-title-failed-even-if-version-runs",
     ),
     pytest.param(
         _context("v1;rm -rf /", title="other-app"),
-        IgnoredBecause(("other-app",)),
-        id="other-title-ignored-before-validation",
+        RejectedBecause(("other-app", TITLE)),
+        id="other-title-failed-before-validation",
     ),
     pytest.param(
         _context("v2.0.0", title="Teg-Controller"),
-        IgnoredBecause(("Teg-Controller",)),
+        RejectedBecause(("Teg-Controller", TITLE)),
         id="title-compared-exactly",
     ),
     pytest.param(
@@ -174,8 +190,8 @@ CASES = [
     ),
     pytest.param(
         _context("v3.0.0", title="other-app", in_flight="v2.0.0"),
-        IgnoredBecause(("other-app",)),
-        id="in-flight-other-title-ignored",
+        RejectedBecause(("other-app", TITLE)),
+        id="in-flight-other-title-failed",
     ),
     # --- commit hashes compared normalised
     pytest.param(
@@ -197,6 +213,30 @@ CASES = [
         _context(COMMIT.upper(), in_flight=COMMIT),
         IgnoredBecause((COMMIT,)),
         id="upper-commit-matches-in-flight",
+    ),
+    # --- versions ThingsBoard would type-cast on the dashboard
+    pytest.param(
+        _context("1.10"), RejectedBecause(("'1.10'", "number", "v1.10")), id="numeric-refused"
+    ),
+    pytest.param(_context("2"), RejectedBecause(("'2'", "number")), id="integer-refused"),
+    pytest.param(
+        _context("1.2.3"), StartUpdate(_tag("1.2.3"), clears_failed=False), id="dotted-accepted"
+    ),
+    pytest.param(
+        _context("1" * 40, running=None),
+        StartUpdate(parse_version("1" * 40), clears_failed=False),
+        id="all-digit-commit-accepted",
+    ),
+    # --- a failure remembered under other build/run settings no longer counts
+    pytest.param(
+        _context("v2.0.0", failed=FAILED_UNDER_A, fingerprint="fp-a"),
+        RefuseFailed("v2.0.0", HEALTH_ERROR),
+        id="failed-under-the-same-settings-refused",
+    ),
+    pytest.param(
+        _context("v2.0.0", failed=FAILED_UNDER_A, fingerprint="fp-b"),
+        StartUpdate(_tag("v2.0.0"), clears_failed=True),
+        id="failed-under-other-settings-retried",
     ),
 ]
 

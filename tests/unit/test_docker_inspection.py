@@ -375,3 +375,16 @@ def test_exit_filters_ask_for_the_container_deaths_and_health_changes_only() -> 
 )
 def test_exit_from_event(event: object, expected: ControllerExit | None) -> None:
     assert exit_from_event(event) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        ("OCI runtime create failed: unable to apply caps: operation not permitted", True),
+        ("Operation not permitted", True),
+        ("exec: \"/bin/ctl\": no such file or directory", False),
+        ("", False),
+    ],
+)
+def test_a_privilege_refusal_is_told_from_other_start_errors(message: str, refused: bool) -> None:
+    assert inspection.refuses_privilege(message) is refused

@@ -11,7 +11,7 @@ import pytest
 
 from teg_ota.adapters.file_version_store import FileVersionStore
 from teg_ota.domain.core import known_good
-from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.journal import Answer, FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.version_store import VersionStore
 
@@ -100,6 +100,22 @@ def test_failed_version_set_read_and_clear(store: VersionStore) -> None:
     assert store.failed() is None
     store.set_failed(None)  # clearing twice is fine
     assert store.failed() is None
+
+
+def test_a_failure_keeps_the_fingerprint_of_its_settings(store: VersionStore) -> None:
+    failed = FailedVersion("v2.0.0", "privileged refused", "0123456789abcdef")
+    store.set_failed(failed)
+    assert store.failed() == failed
+
+
+def test_the_last_answer_set_read_and_forgotten(store: VersionStore) -> None:
+    assert store.answered() is None
+    store.set_answered(Answer(OtaState.UPDATED, "v2.0.0"))
+    assert store.answered() == Answer(OtaState.UPDATED, "v2.0.0")
+    store.set_answered(Answer(OtaState.FAILED, "v3.0.0"))
+    assert store.answered() == Answer(OtaState.FAILED, "v3.0.0")
+    store.set_answered(None)
+    assert store.answered() is None
 
 
 def test_journal_write_read_and_clear(store: VersionStore) -> None:

@@ -206,12 +206,15 @@ def test_already_running_version_is_confirmed_once(world: World) -> None:
     assert world.runtime.calls == []
 
 
-def test_other_titles_are_ignored(world: World) -> None:
+def test_another_title_fails_once_naming_both_and_touches_nothing(world: World) -> None:
     result = world.service.handle_request(world.request("v1.1", title="other-product"))
 
-    assert result.outcome is Outcome.IGNORED
-    assert world.telemetry.reports == []
+    assert result.outcome is Outcome.FAILED
+    assert world.telemetry.states == ["FAILED"]
+    error = world.telemetry.reports[0].error or ""
+    assert "'other-product'" in error and "'teg-controller'" in error
     assert world.repo.calls == []
+    assert world.runtime.running_version == "v1.0"
 
 
 def test_old_images_are_collected_keeping_current_previous_and_one_more(world: World) -> None:
@@ -598,7 +601,11 @@ def test_launch_builds_a_missing_image_through_the_safe_update(world: World) -> 
     result = world.service.launch("v1.1")
 
     assert result.outcome is Outcome.UPDATED
-    assert world.telemetry.states == SUCCESS
+    assert world.runtime.running_version == "v1.1"
+    assert world.telemetry.states == []  # nothing was assigned: no sw_state at all
+    assert {"current_sw_title": "teg-controller", "current_sw_version": "v1.1"} in (
+        world.telemetry.values
+    )
 
 
 def test_rollback_command_returns_to_the_known_good_version(world: World) -> None:

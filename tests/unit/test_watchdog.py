@@ -95,7 +95,9 @@ def test_a_stable_run_resets_the_backoff(guarded: Guarded) -> None:
     assert states(guarded)[-1]["controller_state"] == "RUNNING"
 
 
-def test_no_known_version_asks_thingsboard_and_reports_failed_once(guarded: Guarded) -> None:
+def test_no_known_version_asks_thingsboard_and_says_so_outside_sw_state(
+    guarded: Guarded,
+) -> None:
     guarded.runtime.container = None
     guarded.store.launched = None
 
@@ -104,8 +106,9 @@ def test_no_known_version_asks_thingsboard_and_reports_failed_once(guarded: Guar
     guarded.tick_until_restart()
 
     assert guarded.telemetry.attribute_requests == 2
-    assert guarded.telemetry.states == ["FAILED"]
-    assert guarded.telemetry.reports[0].error == NO_VERSION_ERROR
+    assert guarded.telemetry.states == []  # a never-assigned device lands in no tab
+    said = [values for values in guarded.telemetry.values if "controller_error" in values]
+    assert said == [{"controller_state": "NO_VERSION", "controller_error": NO_VERSION_ERROR}]
 
 
 def test_default_version_is_used_when_nothing_was_launched(guarded: Guarded) -> None:
@@ -116,7 +119,8 @@ def test_default_version_is_used_when_nothing_was_launched(guarded: Guarded) -> 
     guarded.tick_until_restart()
 
     assert guarded.runtime.running_version == "v1.1"
-    assert guarded.telemetry.states[-1] == "UPDATED"
+    assert guarded.telemetry.states == []  # launched, not assigned: current_sw_* only
+    assert guarded.telemetry.values[-1]["current_sw_version"] == "v1.1"
 
 
 def test_a_left_over_journal_is_recovered_before_any_restart(guarded: Guarded) -> None:

@@ -7,7 +7,10 @@ Files (all written with :func:`~teg_ota.adapters.atomic_file.write_atomic`):
   ``previous_known_good_controller_version.txt``: the known-good history and its first two
   entries (:mod:`teg_ota.adapters.known_good_files` has the format, the write order and how
   an older data directory with only the text files is read).
-* ``failed_controller_version.json``: ``{"version": ..., "error": ...}``.
+* ``failed_controller_version.json``: ``{"version": ..., "error": ..., "fingerprint": ...}``
+  (the fingerprint of the settings it failed under; absent in older files).
+* ``last_ota_answer.json``: ``{"state": "UPDATED"|"FAILED", "version": ...}``, the last
+  terminal state told to ThingsBoard.
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
 
 Reading never crashes the gateway: a missing, empty or corrupt file reads as "unknown"
@@ -54,11 +57,13 @@ from teg_ota.adapters.store_files import (
     reason,
     storable_version,
 )
-from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.model.journal import Answer, FailedVersion, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.version_store import VersionStoreError
 
 __all__ = [
     "CORRUPT_SUFFIX",
+    "ANSWER_FILE",
     "FAILED_FILE",
     "JOURNAL_FILE",
     "KNOWN_GOOD_FILE",
@@ -76,6 +81,7 @@ __all__ = [
 
 LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"
 FAILED_FILE = "failed_controller_version.json"
+ANSWER_FILE = "last_ota_answer.json"
 JOURNAL_FILE = "update_journal.json"
 
 STALE_TEMP_SECONDS = 120.0
@@ -112,6 +118,7 @@ class FileVersionStore:
             PREVIOUS_KNOWN_GOOD_FILE,
             KNOWN_GOOD_HISTORY_FILE,
             FAILED_FILE,
+            ANSWER_FILE,
             JOURNAL_FILE,
         ):
             for stale in remove_stale_temp_files(self._dir / name, older_than=stale_temp_after):
@@ -177,7 +184,12 @@ class FileVersionStore:
             try:
                 if not isinstance(version, str) or not isinstance(error, str):
                     raise ValueError("'version' and 'error' must be strings")
-                return FailedVersion(checked_version(version, "invalid version"), error)
+                fingerprint = data.get("fingerprint")
+                if fingerprint is not None and not isinstance(fingerprint, str):
+                    raise ValueError("'fingerprint' must be a string")
+                return FailedVersion(
+                    checked_version(version, "invalid version"), error, fingerprint
+                )
             except ValueError as exc:
                 logger.warning("Ignoring corrupt {}: {}", self._dir / FAILED_FILE, reason(exc))
                 return None
@@ -188,9 +200,38 @@ class FileVersionStore:
                 self._files.remove(FAILED_FILE)
             return
         version = storable_version(failed.version, "refusing to store the failed version")
-        payload = json.dumps({"version": version, "error": failed.error}, ensure_ascii=False)
+        record: dict[str, str] = {"version": version, "error": failed.error}
+        if failed.fingerprint is not None:
+            record["fingerprint"] = failed.fingerprint
+        payload = json.dumps(record, ensure_ascii=False)
         with self._lock:
             self._files.write(FAILED_FILE, payload.encode("utf-8"))
+
+    # -- last answer to ThingsBoard --------------------------------------------------------
+
+    def answered(self) -> Answer | None:
+        with self._lock:
+            data = self._files.read_json(ANSWER_FILE)
+            if data is None:
+                return None
+            try:
+                state, version = OtaState(str(data.get("state"))), data.get("version")
+                if not state.is_terminal or not isinstance(version, str):
+                    raise ValueError("'state' must be UPDATED or FAILED, 'version' a string")
+                return Answer(state, checked_version(version, "invalid version"))
+            except ValueError as exc:
+                logger.warning("Ignoring corrupt {}: {}", self._dir / ANSWER_FILE, reason(exc))
+                return None
+
+    def set_answered(self, answer: Answer | None) -> None:
+        if answer is None:
+            with self._lock:
+                self._files.remove(ANSWER_FILE)
+            return
+        version = storable_version(answer.version, "refusing to store the answered version")
+        payload = json.dumps({"state": answer.state.value, "version": version})
+        with self._lock:
+            self._files.write(ANSWER_FILE, payload.encode("utf-8"))
 
     # -- journal --------------------------------------------------------------------------
 

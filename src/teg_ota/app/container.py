@@ -6,6 +6,7 @@ as dependency-injector intends; nothing else in teg_ota imports dependency_injec
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from dependency_injector import containers, providers
@@ -16,9 +17,11 @@ from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
 from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink, MqttSettings
 from teg_ota.adapters.system_clock import SystemClock
 from teg_ota.app.exclusive import Exclusive
+from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.inbox import AttributeInbox
 from teg_ota.app.settings import Settings
+from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.services.reporting import CurrentSoftware
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
@@ -40,15 +43,24 @@ def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
 
 
 def _mqtt_settings(settings: Settings) -> MqttSettings:
+    token, password = settings.mqtt_secrets()
     return MqttSettings(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
-        token=settings.mqtt_token,
+        token=token,
+        username=settings.mqtt_username,
+        password=password,
         tls=settings.mqtt_tls,
         ca_file=settings.mqtt_ca_file,
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
         client_id=settings.mqtt_client_id,
+    )
+
+
+def _update_settings(settings: Settings) -> UpdateSettings:
+    return dataclasses.replace(
+        settings.update_settings(), fingerprint=settings_fingerprint(settings)
     )
 
 
@@ -88,7 +100,7 @@ class Container(containers.DeclarativeContainer):
         telemetry=telemetry,
         store=store,
         clock=clock,
-        settings=providers.Callable(Settings.update_settings, settings),
+        settings=providers.Callable(_update_settings, settings),
         current=current_software,
     )
     exclusive = providers.Singleton(Exclusive)

@@ -88,6 +88,13 @@ class Exclusive:
             self._start()
             self._cond.notify_all()
 
+    def cancel_offer(self) -> bool:
+        """Drop the offer that has not started yet; True when there was one."""
+        with self._cond:
+            cancelled, self._offer = self._offer is not None, None
+            self._cond.notify_all()
+            return cancelled
+
     def open_offers(self) -> None:
         """Offers wait until now (the runner's start-up must finish first)."""
         with self._cond:

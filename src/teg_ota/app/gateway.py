@@ -15,10 +15,15 @@ from loguru import logger
 
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.domain.core import known_good
-from teg_ota.domain.core.ota_messages import OtaRequest, is_ota_notification, parse_ota_message
+from teg_ota.domain.core.ota_messages import (
+    OtaDeleted,
+    OtaRequest,
+    is_ota_notification,
+    parse_ota_message,
+)
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.domain.model.versions import normalised
-from teg_ota.domain.services.update_service import UpdateService
+from teg_ota.domain.services.update_service import ASSIGNMENT_KEYS, UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import (
     ContainerRuntime,
@@ -72,6 +77,8 @@ class Gateway:
         message = parse_ota_message(payload)
         if isinstance(message, OtaRequest):
             self.handle_request(message)
+        elif isinstance(message, OtaDeleted):
+            self.handle_deleted(message)
         else:
             logger.debug("attribute message not acted on: {}", message)
         return is_ota_notification(message)
@@ -88,6 +95,15 @@ class Gateway:
             self.offer(request)
             return UpdateResult(Outcome.DEFERRED, version=normalised(request.version))
         return self.exclusive.run(self.service.handle_request, request, on_progress)
+
+    def handle_deleted(self, message: OtaDeleted) -> None:
+        """The package was unassigned: a queued update that has not started is cancelled,
+        and the memory of failures and answers is forgotten (after what runs now)."""
+        if not ASSIGNMENT_KEYS & set(message.keys):
+            return
+        if self.exclusive.cancel_offer():
+            logger.info("the queued update was cancelled: its package was unassigned")
+        self.exclusive.submit(self.service.forget_assignment, message.keys)
 
     def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
         """Queue ``request`` behind what runs; a newer offer replaces it (latest wins).
@@ -133,8 +149,10 @@ class Gateway:
     def update_safely(self, version: str) -> UpdateResult:
         return self.exclusive.run(self.service.start_controller_safely, version)
 
-    def rollback(self) -> UpdateResult:
-        return self.exclusive.run(self.service.rollback)
+    def rollback(self, on_progress: Callable[[str], None] | None = None) -> UpdateResult:
+        if on_progress is None:
+            return self.exclusive.run(self.service.rollback)
+        return self.exclusive.run(self.service.rollback, on_progress)
 
     def recover(self) -> UpdateResult:
         return self.exclusive.run(self.service.recover)

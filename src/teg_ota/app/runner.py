@@ -140,7 +140,9 @@ class Runner:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._offer, message)
         elif isinstance(message, OtaDeleted):
-            logger.info("OTA attributes deleted: {}", ", ".join(message.keys))
+            logger.info("OTA attributes deleted: {!r}", message.keys)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._gateway.handle_deleted, message)
         else:
             logger.debug("attribute message on {!r} ignored: {}", topic, message)
 

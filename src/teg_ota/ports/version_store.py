@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from teg_ota.domain.model.errors import VersionStoreError
-from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.model.journal import Answer, FailedVersion, UpdateJournal
 
 __all__ = ["VersionStore", "VersionStoreError"]
 
@@ -30,6 +30,13 @@ class VersionStore(Protocol):
     def failed(self) -> FailedVersion | None: ...
 
     def set_failed(self, failed: FailedVersion | None) -> None: ...
+
+    def answered(self) -> Answer | None:
+        """The last terminal state reported for an assignment (``None``: none, or forgotten
+        when ThingsBoard unassigned the package)."""
+        ...
+
+    def set_answered(self, answer: Answer | None) -> None: ...
 
     def journal(self) -> UpdateJournal | None:
         """The in-flight update, or ``None``; a corrupt journal reads as ``None`` plus a

@@ -237,3 +237,14 @@ def exit_from_event(event: object) -> ControllerExit | None:
     ):
         return ControllerExit(exit_code=None, unhealthy=True)
     return None
+
+
+_PRIVILEGE_REFUSALS = ("unable to apply caps", "operation not permitted")
+
+
+def refuses_privilege(engine_message: str) -> bool:
+    """The engine's start error says it cannot grant a privileged container's capabilities
+    (seen as "unable to apply caps: operation not permitted" where the host's capability
+    bounding set lacks some)."""
+    text = engine_message.lower()
+    return any(marker in text for marker in _PRIVILEGE_REFUSALS)

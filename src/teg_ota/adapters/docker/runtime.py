@@ -21,13 +21,14 @@ import docker.errors
 from loguru import logger
 
 from teg_ota.adapters.docker import build, inspection, waiting
-from teg_ota.adapters.docker.client import Engine, short
+from teg_ota.adapters.docker.client import Engine, explanation, short
 from teg_ota.adapters.docker.validation import check_tag
 from teg_ota.domain.model.controller import ControllerExit, ControllerState, ImageInfo
 from teg_ota.domain.model.errors import (
     BuildFailed,
     ContainerRuntimeError,
     InvalidVersion,
+    PrivilegeRefused,
     StartFailed,
     StopFailed,
 )
@@ -188,12 +189,18 @@ class DockerRuntime:
             )
             try:
                 container.start()
-            except docker.errors.APIError:
+            except docker.errors.APIError as exc:
                 # An unstartable container would only be in the way of the next attempt.
                 try:
                     container.remove(force=True)
                 except docker.errors.APIError as cleanup_exc:
                     logger.warning("could not remove unstartable {}: {}", name, cleanup_exc)
+                if settings.privileged and inspection.refuses_privilege(explanation(exc)):
+                    raise PrivilegeRefused(
+                        f"{action}: the container engine refuses privileged containers "
+                        f"({explanation(exc)}); fix the engine, or set "
+                        "TEG_CONTROLLER_PRIVILEGED=0 on the gateway"
+                    ) from exc
                 raise
         logger.info("started {} from {}", name, tag)
 

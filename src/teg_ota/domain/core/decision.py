@@ -7,6 +7,7 @@ that just failed is not retried until the operator assigns something else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from teg_ota.domain.core.ota_messages import OtaRequest
@@ -23,6 +24,8 @@ class UpdateContext:
     failed: FailedVersion | None = None
     in_flight: str | None = None
     """Target of the update being performed right now, if any."""
+    fingerprint: str | None = None
+    """The current build/run settings' fingerprint (``UpdateSettings.fingerprint``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,15 @@ class Reject:
 Decision = AlreadyRunning | StartUpdate | Defer | Ignore | RefuseFailed | Reject
 
 
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def looks_numeric(version: str) -> bool:
+    """ThingsBoard stores telemetry strings that parse as numbers as numbers
+    (``transport.json.type_cast_enabled``): such a version would never read back as sent."""
+    return _NUMBER_RE.fullmatch(version) is not None
+
+
 def decide_update(context: UpdateContext) -> Decision:
     request = context.request
     if (
@@ -76,11 +88,20 @@ def decide_update(context: UpdateContext) -> Decision:
         and request.title is not None
         and request.title != context.configured_title
     ):
-        return Ignore(f"package title {request.title!r} is not {context.configured_title!r}")
+        return Reject(
+            f"package title {request.title!r} does not match this gateway's title "
+            f"{context.configured_title!r} (TEG_SW_TITLE); the controller was left unchanged"
+        )
     try:
         version = parse_version(request.version)
     except InvalidVersion as exc:
         return Reject(str(exc))
+    if not version.is_commit and looks_numeric(version.value):
+        return Reject(
+            f"version {version.value!r} looks like a number to ThingsBoard, which would show "
+            f"it changed (type cast, e.g. 1.10 as 1.1): name the version with a leading "
+            f"letter (v{version.value}) in the controller repository and the package"
+        )
     if context.in_flight is not None:
         if context.in_flight == version.value:
             return Ignore(f"already updating to {version}")
@@ -88,6 +109,8 @@ def decide_update(context: UpdateContext) -> Decision:
     if context.running_version == version.value:
         return AlreadyRunning(version.value)
     failed = context.failed
+    if failed is not None and not failed.applies_under(context.fingerprint):
+        failed = None  # remembered under other build/run settings: the gateway may have erred
     if failed is not None and failed.version == version.value:
         return RefuseFailed(version.value, failed.error)
-    return StartUpdate(version, clears_failed=failed is not None)
+    return StartUpdate(version, clears_failed=context.failed is not None)

@@ -14,6 +14,7 @@ import enum
 from teg_ota.domain.model.errors import (
     DiskSpaceLow,
     FetchFailed,
+    GatewayFault,
     RuntimeUnavailable,
     VersionStoreError,
 )
@@ -31,7 +32,7 @@ class Blame(enum.StrEnum):
 def blame(error: BaseException) -> Blame:
     if isinstance(error, FetchFailed | RuntimeUnavailable):
         return Blame.NOBODY
-    if isinstance(error, VersionStoreError | DiskSpaceLow):
+    if isinstance(error, VersionStoreError | DiskSpaceLow | GatewayFault):
         return Blame.GATEWAY
     return Blame.VERSION
 

@@ -51,6 +51,15 @@ class StartFailed(ContainerRuntimeError):
     """The controller container could not be created or started."""
 
 
+class GatewayFault(Exception):
+    """Mixed into an error whose remedy is on the gateway (its settings, its engine), not a
+    new version: such a failure is never held against the version (``core.failures``)."""
+
+
+class PrivilegeRefused(StartFailed, GatewayFault):
+    """The engine refuses ``privileged`` containers (a capability it lacks)."""
+
+
 class StopFailed(ContainerRuntimeError):
     """The controller container could not be stopped."""
 

@@ -97,7 +97,25 @@ class UpdateJournal:
 
 @dataclass(frozen=True, slots=True)
 class FailedVersion:
-    """A version whose update failed; it is not retried until something else is assigned."""
+    """A version whose update failed; it is not retried until something else is assigned.
+
+    ``fingerprint`` names the build and run settings it failed under: a failure remembered
+    under other settings (a Dockerfile path fixed, privilege turned off) no longer counts,
+    since the gateway rather than the version may have been at fault."""
 
     version: str
     error: str
+    fingerprint: str | None = None
+
+    def applies_under(self, fingerprint: str | None) -> bool:
+        return self.fingerprint is None or fingerprint is None or self.fingerprint == fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The last terminal state the gateway gave ThingsBoard, and for which version: kept
+    across restarts, so the assignment ThingsBoard re-sends on every reconnect is not
+    answered again (a fresh UPDATED would overwrite a newer QUEUED on the dashboard)."""
+
+    state: OtaState
+    version: str

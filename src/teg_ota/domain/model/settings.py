@@ -20,6 +20,9 @@ class UpdateSettings:
     min_free_disk_bytes: int = 512 * 1024 * 1024
     keep_older_images: int = 1
     """Images kept besides the running and the previous one, newest first."""
+    fingerprint: str | None = None
+    """A digest of the build and run settings (the app computes it): a failure remembered
+    under other settings is not held against a version."""
 
     def __post_init__(self) -> None:
         if self.health_grace_s < 0 or self.health_timeout_s < 0 or self.stop_grace_s < 0:

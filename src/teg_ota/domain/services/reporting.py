@@ -1,20 +1,23 @@
 """What ThingsBoard hears of updates: OTA states in order, once, with what runs now.
 
 The title is remembered here because ``current_sw_title`` must name the package title
-ThingsBoard knows even when the gateway was not configured with one. The "already
-confirmed" memory keeps the re-sent assignment (every reconnect) from producing a fresh
-UPDATED each time.
+ThingsBoard knows even when the gateway was not configured with one. The durable last
+answer keeps the re-sent assignment (every reconnect, every restart) from producing a
+fresh UPDATED or FAILED each time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from teg_ota.domain.model.errors import VersionStoreError
+from teg_ota.domain.model.journal import Answer
 from teg_ota.domain.model.ota_state import OtaProgress, OtaState
 from teg_ota.domain.model.report import OtaReport
 from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
 from teg_ota.ports.telemetry_sink import TelemetryError, TelemetrySink
+from teg_ota.ports.version_store import VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +61,16 @@ class CurrentSoftware:
 
 
 class Reporter:
-    def __init__(self, telemetry: TelemetrySink, current: CurrentSoftware) -> None:
+    """Publishes OTA states and remembers, durably, the last terminal answer, so a
+    re-sent assignment is answered once: the same version confirmed, the same refusal told
+    once (``VersionStore.answered``)."""
+
+    def __init__(
+        self, telemetry: TelemetrySink, current: CurrentSoftware, store: VersionStore
+    ) -> None:
         self._telemetry = telemetry
         self.current = current
-        self._confirmed: str | None = None
+        self._store = store
 
     def report(
         self,
@@ -72,15 +81,18 @@ class Reporter:
         current: str | None = None,
         listener: ProgressListener = quiet,
         subject: str = "",
+        publish: bool = True,
     ) -> None:
-        """One state of an update; ``current`` goes with terminal states only."""
+        """One state of an update; ``current`` goes with terminal states only. With
+        ``publish`` False (nothing was assigned: a start-up launch) only the listener hears
+        it, so a never-assigned device lands in no dashboard tab."""
         progress.advance(state)
-        if state is OtaState.FAILED:
-            self._confirmed = None
-        elif state is OtaState.UPDATED and current:
-            self._confirmed = current
         notify(listener, f"[{state}] {error or subject}")
+        if not publish:
+            return
         terminal = state.is_terminal
+        if terminal:
+            self._remember(Answer(state, subject) if subject else None)
         self._publish(
             OtaReport(
                 state=state,
@@ -90,18 +102,32 @@ class Reporter:
             )
         )
 
-    def alone(self, state: OtaState, error: str, current: str | None = None) -> None:
-        """A terminal state for a request that never became an update (rejected up front)."""
-        self._confirmed = None
+    def alone(
+        self, state: OtaState, error: str, current: str | None = None, version: str | None = None
+    ) -> None:
+        """A terminal state for a request that never became an update (rejected up front,
+        refused): told once per ``version`` when one is given."""
+        if version is not None:
+            answer = Answer(state, version)
+            if self._answered() == answer:
+                return
+            self._remember(answer)
+        else:
+            self._remember(None)
         self._publish(OtaReport(state, error, self.current.title(), current))
 
     def confirm_running(self, version: str) -> None:
-        """UPDATED for the version that runs, once per process: ThingsBoard re-sends the
-        assignment on every reconnect, the dashboard needs to hear it only once."""
-        if self._confirmed == version:
+        """UPDATED for the version that runs, once: ThingsBoard re-sends the assignment on
+        every reconnect (and after a restart), the dashboard needs to hear it only once."""
+        answer = Answer(OtaState.UPDATED, version)
+        if self._answered() == answer:
             return
-        self._confirmed = version
+        self._remember(answer)
         self._publish(OtaReport(OtaState.UPDATED, None, self.current.title(), version))
+
+    def forget(self) -> None:
+        """ThingsBoard unassigned the package: the next assignment is answered afresh."""
+        self._remember(None)
 
     def current_software(self) -> None:
         """``current_sw_title`` / ``current_sw_version``: after start-up and after the
@@ -113,10 +139,32 @@ class Reporter:
             if value is not None
         }
         if values:
-            try:
-                self._telemetry.publish_telemetry(values)
-            except TelemetryError as exc:
-                log.error("could not queue the current software: %s", exc)
+            self.telemetry(values)
+
+    def telemetry(self, values: Mapping[str, object]) -> None:
+        try:
+            self._telemetry.publish_telemetry(values)
+        except TelemetryError as exc:
+            log.error("could not queue telemetry %s: %s", sorted(values), exc)
+
+    def request_assignment(self) -> None:
+        try:
+            self._telemetry.request_ota_attributes()
+        except TelemetryError as exc:
+            log.error("could not ask ThingsBoard for the assignment: %s", exc)
+
+    def _answered(self) -> Answer | None:
+        try:
+            return self._store.answered()
+        except VersionStoreError as exc:  # pragma: no cover - stores log and return None
+            log.error("could not read the last answer: %s", exc)
+            return None
+
+    def _remember(self, answer: Answer | None) -> None:
+        try:
+            self._store.set_answered(answer)
+        except VersionStoreError as exc:
+            log.error("could not record the answer to ThingsBoard: %s", exc)
 
     def _publish(self, report: OtaReport) -> None:
         try:

@@ -70,6 +70,9 @@ class UpdateRun:
     progress: OtaProgress = field(default_factory=OtaProgress)
     on_progress: ProgressListener = quiet
     digest: str | None = None
+    publish: bool = True
+    """False when nothing was assigned (a start-up launch, an operator's rollback): the
+    states go to the listener only, not to ThingsBoard."""
 
     @property
     def target(self) -> str:
@@ -240,9 +243,10 @@ class UpdateFlow:
                         current=current,
                         listener=run.on_progress,
                         subject=run.target,
+                        publish=run.publish,
                     )
                 case RememberFailure(error=error):
-                    failed = FailedVersion(run.target, error)
+                    failed = FailedVersion(run.target, error, self._settings.fingerprint)
                     self._guard("remember the failed version", self._store.set_failed, failed)
                 case RecordSuccess():
                     self._record_success(run.target)

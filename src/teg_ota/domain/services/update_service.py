@@ -29,7 +29,7 @@ from teg_ota.domain.model.errors import (
     RuntimeUnavailable,
     VersionStoreError,
 )
-from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaProgress, OtaState
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.domain.model.package import PackageRef
@@ -47,6 +47,15 @@ from teg_ota.ports.version_store import VersionStore
 log = logging.getLogger(__name__)
 
 RECOVERY_PENDING = "an interrupted update is still being recovered; try again later"
+ROLLED_BACK_BY_OPERATOR = "rolled back by the operator on the gateway"
+ASSIGNMENT_KEYS = frozenset({"sw_version", "sw_title"})
+
+
+def refusal(version: str, previous_error: str) -> str:
+    return (
+        f"{previous_error} [{version} is not retried: run 'teg-ota update {version} --force' "
+        "on the gateway, or unassign the package in ThingsBoard and assign it again]"
+    )
 
 
 def package_of(request: OtaRequest, version: Version) -> PackageRef:
@@ -77,7 +86,7 @@ class UpdateService:
         self._clock = clock
         self._settings = settings
         self.current = current or CurrentSoftware(runtime, settings.sw_title)
-        self._reporter = Reporter(telemetry, self.current)
+        self._reporter = Reporter(telemetry, self.current, store)
         self._images = ImageMaker(runtime, source, settings)
         self._flow = UpdateFlow(runtime, self._images, store, self._reporter, clock, settings)
         self._in_flight: str | None = None
@@ -152,7 +161,13 @@ class UpdateService:
         running = state.version if state.running else None
         failed = self._store.failed()
         decision = decide_update(
-            UpdateContext(request, running, self._settings.sw_title, failed=failed)
+            UpdateContext(
+                request,
+                running,
+                self._settings.sw_title,
+                failed=failed,
+                fingerprint=self._settings.fingerprint,
+            )
         )
         log.info("OTA request for %r: %s", request.version, type(decision).__name__)
         match decision:
@@ -164,12 +179,10 @@ class UpdateService:
             case Ignore(reason=reason):
                 return UpdateResult(Outcome.IGNORED, error=reason, running_version=running)
             case RefuseFailed(version=version, previous_error=previous_error):
-                log.warning(
-                    "not retrying %s, which failed before (%s); assign another version or "
-                    "run 'teg-ota update --force'",
-                    version,
-                    previous_error,
-                )
+                error = refusal(version, previous_error)
+                log.warning("not retrying %s: %s", version, error)
+                # Told once (durably): the dashboard shows FAILED, not a stuck INITIATED.
+                self._reporter.alone(OtaState.FAILED, error, running or "", version=version)
                 return UpdateResult(Outcome.REFUSED, version, running, previous_error)
             case Reject(error=error):
                 self._reporter.alone(OtaState.FAILED, error, running)
@@ -178,7 +191,11 @@ class UpdateService:
                 if clears_failed:
                     self._store.set_failed(None)
                 package = package_of(request, version)
-                return self._update(package, state, on_progress or quiet)
+                result = self._update(package, state, on_progress or quiet)
+                # What ThingsBoard assigns may have changed while this one ran (a push lost
+                # to the busy gateway, a stale answer): ask once and act on what is current.
+                self._reporter.request_assignment()
+                return result
         raise AssertionError(f"unhandled decision {decision!r}")  # pragma: no cover
 
     # --------------------------------------------------------- direct commands
@@ -223,10 +240,44 @@ class UpdateService:
                 log.info("controller %s started", parsed)
                 self.report_current_software()
                 return UpdateResult(Outcome.UPDATED, parsed.value, parsed.value)
-            return self.start_controller_safely(version)
+            # Its image is gone: the full safe update builds it, but tells ThingsBoard only
+            # what runs afterwards (nothing was assigned: no sw_state).
+            result = self._quietly(PackageRef(parsed), state)
+            self.report_current_software()
+            return result
         except (InvalidVersion, ContainerRuntimeError, VersionStoreError) as exc:
             log.error("could not start controller %s: %s", version, exc)
             return UpdateResult(Outcome.FAILED, version=version, error=str(exc))
+
+    def _quietly(
+        self, package: PackageRef, state: ControllerState, on_progress: ProgressListener = quiet
+    ) -> UpdateResult:
+        """The safe update without ``sw_state`` reports; never raises."""
+        try:
+            return self._update(package, state, on_progress, publish=False)
+        except Exception as exc:
+            log.exception("unexpected error while starting controller %s", package.version)
+            try:
+                self.recover()
+            except Exception:
+                log.exception("recovery after the unexpected error failed too")
+            return UpdateResult(
+                Outcome.FAILED, version=package.version.value, error=f"internal error: {exc}"
+            )
+
+    def forget_assignment(self, deleted_keys: tuple[str, ...]) -> bool:
+        """ThingsBoard deleted the assignment (unassigned the package): forget the failure
+        and the last answer, so assigning it again is the operator's retry. A partial
+        deletion (``sw_url``, ``sw_tag`` beside a new assignment) forgets nothing."""
+        if not ASSIGNMENT_KEYS & set(deleted_keys):
+            return False
+        log.info("the package was unassigned in ThingsBoard; forgetting failures and answers")
+        try:
+            self._store.set_failed(None)
+        except VersionStoreError as exc:
+            log.error("could not forget the failed version: %s", exc)
+        self._reporter.forget()
+        return True
 
     def stop_controller(self) -> None:
         """The seed's ``stop_controller``: remember the running version, then stop it."""
@@ -235,7 +286,7 @@ class UpdateService:
             self._store.set_last_launched(state.version)
         self._runtime.stop_controller(self._settings.stop_grace_s)
 
-    def rollback(self) -> UpdateResult:
+    def rollback(self, on_progress: ProgressListener = quiet) -> UpdateResult:
         """Operator command: back to the known-good version, or, when that is what runs
         (the usual case after a successful update), to the one known good before it."""
         try:
@@ -246,12 +297,30 @@ class UpdateService:
         target = known_good.rollback_target(self._store.known_good_history(), running)
         if target is None:
             return UpdateResult(Outcome.FAILED, error="no earlier known-good version recorded")
-        return self.start_controller(target, force=True)
+        failed = self._store.failed()
+        if failed is not None and failed.version == target:
+            self._store.set_failed(None)
+        result = self._quietly(PackageRef(parse_version(target)), state, on_progress)
+        if result.outcome is Outcome.UPDATED and running is not None and running != target:
+            # The operator's word sticks: the version rolled back from is FAILED on the
+            # dashboard, and the re-sent assignment does not bring it back.
+            self._store.set_failed(
+                FailedVersion(running, ROLLED_BACK_BY_OPERATOR, self._settings.fingerprint)
+            )
+            self._reporter.alone(OtaState.FAILED, ROLLED_BACK_BY_OPERATOR, target, version=running)
+        elif result.outcome is Outcome.UPDATED:
+            self.report_current_software()
+        return result
 
     # ----------------------------------------------------------------- updates
 
     def _update(
-        self, package: PackageRef, state: ControllerState, on_progress: ProgressListener
+        self,
+        package: PackageRef,
+        state: ControllerState,
+        on_progress: ProgressListener,
+        *,
+        publish: bool = True,
     ) -> UpdateResult:
         previous = normalised(state.version) if state.running else None
         if previous is None:
@@ -272,6 +341,7 @@ class UpdateService:
             old_running=state.running,
             grace_s=self._settings.health_grace_s,
             on_progress=on_progress,
+            publish=publish,
         )
         self._in_flight = package.version.value
         try:

@@ -13,12 +13,11 @@ import logging
 from collections.abc import Callable
 
 from teg_ota.domain.core.backoff import RestartBackoff
-from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.settings import WatchdogSettings
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
-from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError, TelemetrySink
+from teg_ota.ports.telemetry_sink import TelemetryError, TelemetrySink
 from teg_ota.ports.version_store import VersionStore
 
 log = logging.getLogger(__name__)
@@ -130,8 +129,12 @@ class Watchdog:
         try:
             self._telemetry.request_ota_attributes()
             if not self._no_version_reported:
+                # Telemetry outside sw_state: nothing was assigned, so the device must land
+                # in no dashboard tab (a FAILED would put a never-assigned device in Failed).
                 log.error("%s", NO_VERSION_ERROR)
-                self._telemetry.publish_ota_state(OtaReport(OtaState.FAILED, NO_VERSION_ERROR))
+                self._telemetry.publish_telemetry(
+                    {"controller_state": "NO_VERSION", "controller_error": NO_VERSION_ERROR}
+                )
                 self._no_version_reported = True
         except TelemetryError as exc:
             log.error("could not reach ThingsBoard to ask for a version: %s", exc)
