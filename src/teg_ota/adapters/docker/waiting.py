@@ -43,10 +43,12 @@ def wait_for_exit(
 ) -> ControllerExit | None:
     """Block on the engine's event stream until container ``name`` dies or turns unhealthy.
 
-    The stream is subscribed from a timestamp taken before the current state is inspected,
-    so an exit between the inspection and the subscription is replayed, not missed. A
-    timer closes the stream at the deadline (the engine's ``until`` does too). A missing
-    container counts as stopped: ``ControllerExit(exit_code=None)``.
+    The stream is subscribed *before* the current state is inspected, so an exit between
+    the two is either seen by the inspection or delivered by the stream, never missed. No
+    ``since``/``until`` is sent: those are wall-clock times, and a gateway whose clock is
+    off from the engine's (a Pi before NTP, a clock stepped mid-wait) would get a stream
+    that ends at once or replays the past. A timer closes the stream at the deadline. A
+    missing container counts as stopped: ``ControllerExit(exit_code=None)``.
     """
     deadline = time.monotonic() + max(0.0, timeout_s)
     action = f"waiting for {name}"
@@ -54,19 +56,16 @@ def wait_for_exit(
     while True:
         remaining = deadline - time.monotonic()
         with engine.session(action) as client:
-            now = time.time()
-            attrs = inspect_container(client, name)
-            immediate = inspection.exit_from_attrs(attrs)
-            if immediate is not None or remaining <= 0 or attrs is None:
-                return immediate
-            stream = client.events(
-                decode=True,
-                since=f"{now:.9f}",
-                until=f"{now + max(remaining, 0.0) + 1:.9f}",
-                filters=inspection.exit_filters(attrs.get("Id") or name),
-            )
-            closed = threading.Event()
-            found = _first_exit(stream, remaining, closed)
+            stream = client.events(decode=True, filters=inspection.exit_filters(name))
+            try:
+                attrs = inspect_container(client, name)
+                immediate = inspection.exit_from_attrs(attrs)
+                if immediate is not None or remaining <= 0 or attrs is None:
+                    return immediate
+                closed = threading.Event()
+                found = _first_exit(stream, remaining, closed)
+            finally:
+                close_quietly(stream, None)
             if found is not None:
                 return found
         # The stream ended: the deadline, or the engine closed it (shutting down?).
