@@ -22,6 +22,7 @@ from typing import Any
 import docker
 import docker.errors
 from controller_repo import ControllerRepo, remove_dangling_layers
+from tb_clock import faketime_env
 
 MQTT_HOST = "127.0.0.1"  # harness.LOCALHOST: harness needs pytest, this module does not
 SW_TITLE = "teg-controller"
@@ -44,8 +45,11 @@ class GatewayUnderTest:
         name_prefix: str,
         *,
         token: str,
+        clock_offset: str | float | None = None,
     ) -> None:
         self.suffix = uuid.uuid4().hex[:10]
+        self.clock_offset = clock_offset
+        """The processes' wall clock offset (``"-1h"``, seconds...) under libfaketime."""
         self.tmp = tmp
         self.repo = repo
         self.client = client
@@ -58,7 +62,8 @@ class GatewayUnderTest:
     # -- settings and commands ----------------------------------------------------------------
     def env(self, broker_port: int, **overrides: str | None) -> dict[str, str]:
         """``os.environ`` without our variables, plus the settings of this test for a broker
-        at ``broker_port``; an override of ``None`` removes the variable."""
+        at ``broker_port`` (and libfaketime's, with a ``clock_offset``); an override of ``None``
+        removes the variable."""
         env = {k: v for k, v in os.environ.items() if not _OUR_VARIABLE.match(k)}
         env.update(
             {
@@ -77,6 +82,8 @@ class GatewayUnderTest:
                 "TEG_HEALTH_GRACE_S": "3",
             }
         )
+        if self.clock_offset is not None:
+            env.update(faketime_env(self.clock_offset, env))
         for key, value in overrides.items():
             if value is None:
                 env.pop(key, None)

@@ -1,92 +1,87 @@
 """A ThingsBoard stand-in for end-to-end tests and the demo (no pytest imports here).
 
-It plays ThingsBoard's side of the device API over a plain MQTT broker, the way
-/work/shared/reference/thingsboard-ota.md describes the real server:
+It plays ThingsBoard's side of the device API over a real Mosquitto, the way
+/work/shared/reference/thingsboard-ota.md describes the real server, including what hurts:
 
-* it records every message the device sends on ``v1/devices/me/telemetry`` (flat
-  ``{"k": v}``, ``{"ts": ms, "values": {...}}`` or a list of those), in arrival order;
-* it answers ``v1/devices/me/attributes/request/{id}`` (``{"sharedKeys": "a,b,c"}``: ONE
-  comma-separated string) on ``v1/devices/me/attributes/response/{id}`` with
-  ``{"shared": {...}}`` holding the requested keys that are assigned, or ``{}``;
-* :meth:`ThingsBoardStandIn.assign` pushes ``{"sw_title": .., "sw_version": ..}`` on
-  ``v1/devices/me/attributes``; :meth:`ThingsBoardStandIn.unassign` pushes
-  ``{"deleted": [...]}``;
-* it never sets ``retain`` and publishes with QoS 1, and it records protocol violations of
-  the device (retained messages, a list as ``sharedKeys``, non-JSON telemetry...) in
-  :attr:`ThingsBoardStandIn.protocol_errors`.
+* :meth:`ThingsBoardStandIn.assign` writes ``target_sw_*`` and ``sw_state=QUEUED`` (its clock),
+  and ``pacing`` seconds later (the OTA queue) ``sw_state=INITIATED``, then saves the shared
+  attributes and pushes them as TWO messages, values and ``{"deleted": [...]}``, in an order
+  set by ``push_order`` ("random" with ``seed``, "values-first", "deleted-first"); until then
+  attribute requests answer the OLD attributes (tb_ota). The same package again does nothing;
+  :meth:`unassign` pushes the nine-key deletion and changes no time series;
+* telemetry goes through tb_timeseries: type cast, flat items stamped on arrival with
+  :attr:`clock`, the latest value replaced only by a ts that is not older; :meth:`dashboard`
+  says what the stock dashboard shows (tb_dashboard);
+* attribute requests are answered as tb_device_api reads them (``sharedKeys`` not trimmed);
+* with ``gate=True`` (or ``TEG_TEST_TB_GATE=1``) devices connect to :attr:`device_port`, a
+  tb_gate.SessionGate that closes their session where the server would (invalid JSON, a bad
+  request id, over 65536 bytes, a second session with the same token). Without it those are
+  only recorded in :attr:`protocol_errors`.
 
-Telemetry with the same ``ts`` and values received twice (an at-least-once re-send after a
-lost PUBACK) is stored once by ThingsBoard (a time series is keyed by timestamp):
-:meth:`sw_states` counts it once too; :attr:`duplicates` says how many were merged.
-
-It is built on mqtt_thread.ThreadedMqttClient (as harness.MqttRecorder is) rather than on
-the recorder because the demo imports it without pytest/testcontainers (harness imports
-both), and because it keeps a persistent MQTT session (``clean_session=False``, fixed client
-id): with a broker that has persistence enabled, nothing the device sends while the stand-in
-reconnects after a broker restart is lost, which is what the real server guarantees.
+The history of what the device sent is kept as it arrived (:attr:`telemetry`, :meth:`sw_states`:
+device states only, QUEUED/INITIATED are the server's and live in :attr:`series`). Timestamped
+telemetry received twice (an at-least-once re-send) is kept once; :attr:`duplicates` counts them.
+The MQTT session is persistent by default (fixed client id, ``clean_session=False``) so a
+broker with persistence loses nothing the device sends while the stand-in reconnects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from gmqtt import Client as GmqttClient
 from mqtt_thread import ThreadedMqttClient
+from tb_clock import Clock
+from tb_dashboard import Dashboard, dashboard_of
+from tb_device_api import ATTRIBUTES_TOPIC, MAX_MESSAGE_SIZE, TELEMETRY_TOPIC
+from tb_gate import ClosedSession, SessionGate
+from tb_ota import OTA_KEYS, UNASSIGN_KEYS, Package
+from tb_standin_device import AttributeRequest, DeviceSide, Telemetry
+from tb_timeseries import TimeSeries
 
-TELEMETRY_TOPIC = "v1/devices/me/telemetry"
-ATTRIBUTES_TOPIC = "v1/devices/me/attributes"
-REQUEST_PREFIX = "v1/devices/me/attributes/request/"
-RESPONSE_PREFIX = "v1/devices/me/attributes/response/"
-OTA_KEYS = (
-    "sw_title",
-    "sw_version",
-    "sw_size",
-    "sw_checksum",
-    "sw_checksum_algorithm",
-    "sw_url",
-    "sw_tag",
-)
+__all__ = [
+    "ATTRIBUTES_TOPIC",
+    "DEFAULT_PACING_S",
+    "OTA_KEYS",
+    "TELEMETRY_TOPIC",
+    "TERMINAL_STATES",
+    "UNASSIGN_KEYS",
+    "UPDATE_STATES",
+    "AttributeRequest",
+    "Clock",
+    "ClosedSession",
+    "Dashboard",
+    "Package",
+    "Push",
+    "Telemetry",
+    "ThingsBoardStandIn",
+]
 TERMINAL_STATES = ("UPDATED", "FAILED")
 UPDATE_STATES = ("DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED")
+DEFAULT_PACING_S = 0.2
+PUSH_ORDERS = ("random", "values-first", "deleted-first")
 
 
 @dataclass(frozen=True)
-class Telemetry:
-    """One telemetry entry as ThingsBoard would store it."""
+class Push:
+    """One message the stand-in pushed on ``v1/devices/me/attributes``."""
 
-    values: Mapping[str, Any]
-    ts: int | None
-    """The device's timestamp (ms); ``None`` for the flat form (server time)."""
-    received: float
-    """``time.monotonic()`` at arrival."""
-    index: int
-    """Position among all entries received (duplicates included)."""
-
-    @property
-    def sw_state(self) -> str | None:
-        state = self.values.get("sw_state")
-        return state if isinstance(state, str) else None
-
-
-@dataclass(frozen=True)
-class AttributeRequest:
-    request_id: str
     payload: Any
-    answer: Mapping[str, Any]
+    kind: str
+    """``"values"``, ``"deleted"`` (an assignment's two), ``"unassign"`` or ``"raw"``."""
+    ts: int
     received: float
 
 
-@dataclass
-class _Assigned:
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-class ThingsBoardStandIn(ThreadedMqttClient):
+class ThingsBoardStandIn(DeviceSide, ThreadedMqttClient):
     """See the module docstring. Thread-safe; start() before use, close() at the end.
 
     ``on_telemetry(entry)`` (optional) is called on the MQTT thread for every new entry
@@ -103,6 +98,13 @@ class ThingsBoardStandIn(ThreadedMqttClient):
         client_id: str | None = None,
         persistent: bool = True,
         on_telemetry: Callable[[Telemetry], None] | None = None,
+        pacing: float = DEFAULT_PACING_S,
+        push_order: str = "random",
+        seed: int | None = None,
+        clock: Clock | None = None,
+        gate: bool | None = None,
+        tokens: Sequence[str] | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__(
             host,
@@ -111,203 +113,217 @@ class ThingsBoardStandIn(ThreadedMqttClient):
             clean_session=not persistent,
             reconnect_delay=0.5,
         )
+        if push_order not in PUSH_ORDERS:
+            raise ValueError(f"push_order must be one of {PUSH_ORDERS}")
         self._on_telemetry = on_telemetry
+        self.pacing, self.push_order = pacing, push_order
+        self.seed = random.randrange(2**32) if seed is None else seed
+        self._rng = random.Random(self.seed)
+        self.clock = clock or Clock()
+        self.series = TimeSeries()
+        self.max_message_size = max_message_size
+        if gate is None:
+            gate = os.environ.get("TEG_TEST_TB_GATE", "").strip().lower() in ("1", "true")
+        self.gate = (
+            SessionGate(host, port, tokens=tokens, max_message_size=max_message_size)
+            if gate
+            else None
+        )
         self._telemetry: list[Telemetry] = []
         self._seen: set[tuple[int, str]] = set()
         self._received_count = 0
         self.duplicates = 0
         self._requests: list[AttributeRequest] = []
-        self.protocol_errors: list[str] = []
-        self._assigned = _Assigned()
+        self._errors: list[str] = []
+        self._shared: dict[str, Any] = {}
+        self._package: Package | None = None
+        self._generation = 0
+        self._pending = 0
+        self._pushes: list[Push] = []
+        self._push_lock = asyncio.Lock()  # binds to the MQTT loop on first use
+        self._log: list[tuple[float, str]] = []
 
     # -- lifecycle (start, close, is_connected, connections: ThreadedMqttClient) -------------
+    def start(self, timeout: float = 15.0) -> ThingsBoardStandIn:
+        if self.gate is not None:
+            self.gate.start()
+        try:
+            super().start(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        super().close()
+        if self.gate is not None:
+            self.gate.close()
+
     def wait_connected(self, timeout: float = 15.0) -> None:
         """Connected and subscribed (SUBACK received)."""
         self._wait_ready(timeout)
 
-    # -- the server side: shared attributes -------------------------------------------------------
+    @property
+    def device_host(self) -> str:
+        return self.gate.host if self.gate is not None else self.host
+
+    @property
+    def device_port(self) -> int:
+        """Where the device connects: the gate's port, or the broker's without a gate."""
+        return self.gate.port if self.gate is not None else self.port
+
+    @property
+    def closed_sessions(self) -> list[ClosedSession]:
+        """Sessions the gate closed (always empty without a gate)."""
+        return [] if self.gate is None else self.gate.closed_sessions
+
+    @property
+    def protocol_errors(self) -> list[str]:
+        """The device's protocol violations: seen here, and the gate's."""
+        with self._cond:
+            mine = list(self._errors)
+        return mine + ([] if self.gate is None else self.gate.protocol_errors)
+
+    # -- the server side: assignments and shared attributes ---------------------------------
     @property
     def assigned(self) -> dict[str, Any]:
+        """The device's shared attributes now (the OLD ones while an assignment is queued)."""
         with self._cond:
-            return dict(self._assigned.values)
+            return dict(self._shared)
 
-    def assign(self, title: str, version: str, **extra: Any) -> None:
-        """Assign a software package: remember it and push the changed shared attributes."""
-        values = {"sw_title": title, "sw_version": version}
-        values.update({key: value for key, value in extra.items() if key in OTA_KEYS})
+    @property
+    def package(self) -> Package | None:
+        """The package assigned to the device (queued or processed), or None."""
         with self._cond:
-            self._assigned.values = dict(values)
-        self.push_attributes(values)
+            return self._package
 
-    def unassign(self) -> None:
-        """Unassign the package: every sw_* key is deleted."""
+    def assign(
+        self,
+        title: str,
+        version: str,
+        *,
+        size: int | None = None,
+        checksum: str | None = None,
+        checksum_algorithm: str | None = None,
+        url: str | None = None,
+        tag: str | None = None,
+    ) -> bool:
+        """Assign a package: QUEUED now, INITIATED and the pushes after ``pacing`` seconds
+        (in the background). False, and nothing happens, if it is the package assigned."""
+        package = Package(title, version, size, checksum, checksum_algorithm, url, tag)
         with self._cond:
-            self._assigned.values = {}
-        self.push_attributes({"deleted": list(OTA_KEYS)})
+            if package.same_package(self._package):
+                self._note(f"assign {title} {version}: the same package, nothing happens")
+                return False
+            self._package = package
+            self._generation += 1
+            generation, ts = self._generation, self.clock.now_ms()
+            self._save_server(ts, package.queued_series(ts))
+            self._pending += 1
+        asyncio.run_coroutine_threadsafe(self._process(package, generation), self._loop)
+        return True
+
+    def unassign(self) -> bool:
+        """Unassign: the nine-key deletion push, no time series change. False if nothing
+        was assigned (then nothing happens)."""
+        with self._cond:
+            if self._package is None:
+                return False
+            self._package = None
+            self._generation += 1
+            for key in UNASSIGN_KEYS:
+                self._shared.pop(key, None)
+        self._push_soon([({"deleted": list(UNASSIGN_KEYS)}, "unassign")])
+        return True
 
     def push_attributes(self, payload: bytes | str | Mapping[str, Any] | list[Any]) -> None:
         """Push anything on ``v1/devices/me/attributes`` (for hostile-input tests too)."""
-        if isinstance(payload, Mapping | list):
-            payload = json.dumps(payload)
-        self._publish_blocking(ATTRIBUTES_TOPIC, payload, timeout=15, connect_timeout=10)
+        self._push_soon([(payload, "raw")])
 
-    # -- what the device sent -----------------------------------------------------------------
-    @property
-    def telemetry(self) -> list[Telemetry]:
-        with self._cond:
-            return list(self._telemetry)
+    def _push_soon(self, messages: list[tuple[Any, str]]) -> None:
+        """Push and wait for the PUBACKs; from the MQTT thread (a callback), just start it."""
+        if threading.current_thread() is self._thread:
+            self._loop.create_task(self._push(messages))
+        else:
+            self._run(self._push(messages), 45)
 
-    def mark(self) -> int:
-        """A position in the telemetry; pass it as ``since`` to look only at what follows."""
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until every assignment is processed (INITIATED written and pushed) or superseded."""
         with self._cond:
-            return len(self._telemetry)
-
-    def sw_states(self, since: int = 0) -> list[str]:
-        with self._cond:
-            return [t.sw_state for t in self._telemetry[since:] if t.sw_state is not None]
-
-    def state_entries(self, since: int = 0) -> list[Telemetry]:
-        with self._cond:
-            return [t for t in self._telemetry[since:] if t.sw_state is not None]
-
-    def values_of(self, key: str, since: int = 0) -> list[Any]:
-        """Every value reported for ``key`` (e.g. ``current_sw_version``), in order."""
-        with self._cond:
-            return [t.values[key] for t in self._telemetry[since:] if key in t.values]
+            if not self._cond.wait_for(lambda: self._pending == 0, timeout):
+                raise TimeoutError(f"{self._pending} assignment(s) still queued after {timeout}s")
 
     @property
-    def attribute_requests(self) -> int:
+    def pushes(self) -> list[Push]:
         with self._cond:
-            return len(self._requests)
+            return list(self._pushes)
 
-    @property
-    def requests(self) -> list[AttributeRequest]:
-        with self._cond:
-            return list(self._requests)
-
-    def wait_for_telemetry(
-        self, predicate: Callable[[Telemetry], bool], timeout: float = 30.0, since: int = 0
-    ) -> Telemetry:
-        """The first entry at or after ``since`` for which ``predicate`` holds."""
-
-        def find() -> Telemetry | None:
-            return next((t for t in self._telemetry[since:] if predicate(t)), None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: find() is not None, timeout):
-                raise TimeoutError(
-                    f"no matching telemetry within {timeout}s; received since {since}: "
-                    f"{[dict(t.values) for t in self._telemetry[since:]]}"
-                )
-            found = find()
-            assert found is not None
-            return found
-
-    def wait_for_state(self, state: str, timeout: float = 30.0, since: int = 0) -> Telemetry:
-        return self.wait_for_telemetry(lambda t: t.sw_state == state, timeout, since)
-
-    def wait_for_value(
-        self, key: str, value: Any, timeout: float = 30.0, since: int = 0
-    ) -> Telemetry:
-        return self.wait_for_telemetry(lambda t: t.values.get(key) == value, timeout, since)
-
-    def wait_for_requests(self, count: int, timeout: float = 30.0) -> None:
-        """Until at least ``count`` attribute requests were received (and answered)."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._requests) >= count, timeout):
-                raise TimeoutError(
-                    f"{len(self._requests)} attribute request(s) within {timeout}s, "
-                    f"expected {count}"
-                )
-
-    def timeline(self) -> str:
-        """Human-readable list of everything received (for failure messages)."""
-        with self._cond:
-            start = self._telemetry[0].received if self._telemetry else time.monotonic()
-            lines = [
-                f"[{t.received - start:+7.2f}s] #{t.index} ts={t.ts} {json.dumps(dict(t.values))}"
-                for t in self._telemetry
-            ]
-            lines += [
-                f"[{r.received - start:+7.2f}s] attribute request {r.request_id}: "
-                f"{r.payload!r} -> {json.dumps(dict(r.answer))}"
-                for r in self._requests
-            ]
-        return "\n".join(lines) or "(nothing received)"
-
-    # -- ThreadedMqttClient hooks (loop thread) ---------------------------------------------
-    def _subscriptions(self) -> Sequence[str]:
-        return (TELEMETRY_TOPIC, REQUEST_PREFIX + "+")
-
-    def _handle_message(
-        self, client: GmqttClient, topic: str, payload: bytes, properties: Any
-    ) -> None:
-        if properties.get("retain"):
-            self._violation(f"retained message from the device on {topic}")
-        if topic == TELEMETRY_TOPIC:
-            self._on_telemetry_message(payload)
-        elif topic.startswith(REQUEST_PREFIX):
-            self._on_request(client, topic[len(REQUEST_PREFIX) :], payload)
-
-    def _violation(self, text: str) -> None:
-        with self._cond:
-            self.protocol_errors.append(text)
-
-    def _on_telemetry_message(self, payload: bytes) -> None:
+    async def _process(self, package: Package, generation: int) -> None:
         try:
-            data = json.loads(payload)
-        except ValueError:
-            self._violation(f"telemetry is not JSON: {payload[:80]!r}")
-            return
-        items = data if isinstance(data, list) else [data]
-        now = time.monotonic()
-        new: list[Telemetry] = []
-        with self._cond:
-            for item in items:
-                if not isinstance(item, dict):
-                    self._violation(f"telemetry item is not an object: {item!r}")
-                    continue
-                if "ts" in item and "values" in item:
-                    ts, values = item["ts"], item["values"]
-                    if not isinstance(ts, int) or not isinstance(values, dict):
-                        self._violation(f"bad timestamped telemetry: {item!r}")
-                        continue
-                else:
-                    ts, values = None, item
-                index = self._received_count
-                self._received_count += 1
-                if ts is not None:
-                    key = (ts, json.dumps(values, sort_keys=True))
-                    if key in self._seen:
-                        self.duplicates += 1
-                        continue
-                    self._seen.add(key)
-                entry = Telemetry(values=dict(values), ts=ts, received=now, index=index)
-                self._telemetry.append(entry)
-                new.append(entry)
-            self._cond.notify_all()
-        if self._on_telemetry is not None:
-            for entry in new:
-                self._on_telemetry(entry)
+            await asyncio.sleep(self.pacing)
+            async with self._push_lock:  # an unassign meanwhile pushes after these two
+                await self._processed(package, generation)
+        except Exception as exc:
+            self.listener_errors.append(exc)
+        finally:
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify_all()
 
-    def _on_request(self, client: GmqttClient, request_id: str, payload: bytes) -> None:
-        answer: dict[str, Any] = {}
-        try:
-            request = json.loads(payload)
-        except ValueError:
-            request = None
-            self._violation(f"attribute request {request_id} is not JSON: {payload[:80]!r}")
-        if isinstance(request, dict):
-            keys = request.get("sharedKeys")
-            if keys is not None and not isinstance(keys, str):
-                self._violation(f"sharedKeys must be one comma-separated string, got {keys!r}")
-            elif isinstance(keys, str):
-                wanted = [key.strip() for key in keys.split(",") if key.strip()]
-                with self._cond:
-                    shared = {k: v for k, v in self._assigned.values.items() if k in wanted}
-                if shared:
-                    answer = {"shared": shared}
-        client.publish(RESPONSE_PREFIX + request_id, json.dumps(answer), qos=1, retain=False)
+    async def _processed(self, package: Package, generation: int) -> None:
+        """The OTA queue got to the device: INITIATED, save the attributes, push them."""
         with self._cond:
-            self._requests.append(AttributeRequest(request_id, request, answer, time.monotonic()))
-            self._cond.notify_all()
+            if generation != self._generation:  # re-assigned or unassigned meanwhile
+                self._note(f"{package.version}: superseded while queued")
+                return
+            self._save_server(self.clock.now_ms(), {"sw_state": "INITIATED"})
+            values, deleted = package.attributes()
+            self._shared.update(values)
+            for key in deleted:
+                self._shared.pop(key, None)
+            messages: list[tuple[Any, str]] = [(values, "values")]
+            if deleted:
+                messages.append(({"deleted": deleted}, "deleted"))
+            if self.push_order == "deleted-first" or (
+                self.push_order == "random" and self._rng.random() < 0.5
+            ):
+                messages.reverse()
+        await self._publish_pushes(messages)
+
+    async def _push(self, messages: list[tuple[Any, str]]) -> None:
+        async with self._push_lock:  # one batch at a time: an assignment's two stay together
+            await self._publish_pushes(messages)
+
+    async def _publish_pushes(self, messages: list[tuple[Any, str]]) -> None:
+        for payload, kind in messages:
+            data = json.dumps(payload) if isinstance(payload, Mapping | list) else payload
+            await self._publish_async(ATTRIBUTES_TOPIC, data, 1, False, True, 30)
+            with self._cond:
+                push = Push(payload, kind, self.clock.now_ms(), time.monotonic())
+                self._pushes.append(push)
+                self._note(f"push ({kind}) {str(data)[:200]}")
+                self._cond.notify_all()
+
+    def _save_server(self, ts: int, values: Mapping[str, Any]) -> None:
+        self.series.save(ts, values, "server")
+        self._note(f"server writes ts={ts} {json.dumps(dict(values))}")
+        self._cond.notify_all()
+
+    # -- the stock dashboard ------------------------------------------------------------------
+    def dashboard(self) -> Dashboard:
+        """What the stock "Software" dashboard shows now (tab, progress, versions...)."""
+        return dashboard_of(self.series)
+
+    def latest(self, key: str, default: Any = None) -> Any:
+        """The latest value of a time series by the ts rule (cast as stored)."""
+        return self.series.value(key, default)
+
+    def wait_for_dashboard(self, tab: str | None, timeout: float = 30.0) -> Dashboard:
+        """Until the dashboard lists the device under ``tab`` (None: in no tab)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.dashboard().tab == tab, timeout):
+                raise TimeoutError(
+                    f"dashboard tab is not {tab!r} within {timeout}s: "
+                    f"{self.dashboard().describe()}\n{self.timeline()}"
+                )
+        return self.dashboard()
