@@ -274,8 +274,15 @@ class E2E(GatewayUnderTest):
         wait_until(check, timeout, "the runner", interval=0.1)
 
     def wait_state(self, runner: Runner, state: str, since: int, timeout: float = 60) -> Telemetry:
+        """Until ``state`` arrives; a terminal state that is the latest one received must
+        also be what the stock dashboard shows (ThingsBoard's ts rule included)."""
         self.wait_alive(runner, lambda: state in self.standin.sw_states(since), timeout)
-        return self.standin.wait_for_state(state, 1, since=since)
+        found = self.standin.wait_for_state(state, 1, since=since)
+        tab = {"UPDATED": "Updated", "FAILED": "Failed"}.get(state)
+        if tab is not None and self.standin.sw_states()[-1:] == [state]:
+            board = self.standin.dashboard()
+            assert board.tab == tab, f"the dashboard shows {board.describe()}"
+        return found
 
     # -- the controller ---------------------------------------------------------------------
     def wait_controller(self, version: str, timeout: float = 60) -> dict[str, Any]:
