@@ -17,26 +17,12 @@ from teg_ota.domain.model.settings import WatchdogSettings
 from teg_ota.domain.services.watchdog import Watchdog
 
 from .fakes import PREFIX, Behaviour
-from .test_update_service import SUCCESS, World, tag
+from .test_update_service import SUCCESS, World, slow_build, tag
 
 
 @pytest.fixture
 def world() -> World:
     return World()
-
-
-def slow_build(world: World) -> tuple[threading.Event, threading.Event]:
-    """Make the next build wait for ``release``; ``building`` is set when it started."""
-    building, release = threading.Event(), threading.Event()
-    original = world.runtime.build_image
-
-    def build(*args, **kwargs):  # type: ignore[no-untyped-def]
-        building.set()
-        release.wait(10)
-        original(*args, **kwargs)
-
-    world.runtime.build_image = build  # type: ignore[method-assign]
-    return building, release
 
 
 def test_recover_acts_on_the_journal_as_it_is_once_it_holds_the_lock(world: World) -> None:

@@ -14,7 +14,7 @@ from teg_ota.domain.model.outcome import Outcome
 from teg_ota.domain.services.update_service import ROLLED_BACK_BY_OPERATOR
 
 from .fakes import Behaviour
-from .test_update_service import SUCCESS, World
+from .test_update_service import SUCCESS, World, slow_build
 
 UNASSIGN = (
     "sw_title", "sw_version", "sw_ts", "sw_state", "sw_size", "sw_checksum",
@@ -151,15 +151,7 @@ def test_a_failure_remembered_before_fingerprints_still_counts() -> None:
 
 def test_an_unassignment_cancels_a_queued_update_that_has_not_started() -> None:
     world = World()
-    building, release = threading.Event(), threading.Event()
-    original = world.runtime.build_image
-
-    def slow_build(*args, **kwargs):  # type: ignore[no-untyped-def]
-        building.set()
-        release.wait(10)
-        original(*args, **kwargs)
-
-    world.runtime.build_image = slow_build  # type: ignore[method-assign]
+    building, release = slow_build(world)
     updater = threading.Thread(target=world.gateway.update, args=("v1.1",))
     updater.start()
     assert building.wait(5)

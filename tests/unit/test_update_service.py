@@ -105,6 +105,20 @@ def world() -> World:
     return World()
 
 
+def slow_build(world: World) -> tuple[threading.Event, threading.Event]:
+    """Make the next build wait for ``release``; ``building`` is set when it started."""
+    building, release = threading.Event(), threading.Event()
+    original = world.runtime.build_image
+
+    def build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        building.set()
+        release.wait(10)
+        original(*args, **kwargs)
+
+    world.runtime.build_image = build  # type: ignore[method-assign]
+    return building, release
+
+
 # ------------------------------------------------------------------ success paths
 
 
@@ -702,16 +716,7 @@ def test_a_power_cut_after_updated_never_turns_into_failed(world: World) -> None
 
 
 def test_requests_deferred_by_another_thread_are_served(world: World) -> None:
-    building = threading.Event()
-    release = threading.Event()
-    original = world.runtime.build_image
-
-    def slow_build(*args, **kwargs):  # type: ignore[no-untyped-def]
-        building.set()
-        release.wait(5)
-        original(*args, **kwargs)
-
-    world.runtime.build_image = slow_build  # type: ignore[method-assign]
+    building, release = slow_build(world)
     worker = threading.Thread(target=world.gateway.update, args=("v1.1",))
     worker.start()
     assert building.wait(5)

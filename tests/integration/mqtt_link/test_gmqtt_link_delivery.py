@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +18,16 @@ from gmqtt_link_support import (
     GatedProxy,
     LinkFactory,
     StepClock,
-    link_maker,
     published,
     telemetry_values,
     with_ts,
 )
 from harness import MosquittoBroker, MqttRecorder, wait_until
-from loguru import logger
 
 from teg_ota.adapters.mqtt import DurableOutbox
 from teg_ota.adapters.mqtt.payloads import MAX_REMAINING_LENGTH, remaining_length
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.telemetry_sink import OtaReport, TelemetryError
-
-
-@pytest.fixture
-def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
-    """Links on the test's broker (gmqtt_link_support.link_maker); stopped at teardown."""
-    with link_maker(tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    logger.enable("teg_ota")
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 def flat(recorder: MqttRecorder) -> list[dict[str, Any]]:

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from teg_ota.adapters.mqtt import outbox as outbox_module
 from teg_ota.adapters.mqtt.outbox import DurableOutbox, decode_entry, encode_entry
 
 TOPIC = "v1/devices/me/telemetry"
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    logger.enable("teg_ota")
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 def payloads(outbox: DurableOutbox) -> list[bytes]:

@@ -7,10 +7,8 @@ Fixtures in tests/integration/conftest.py; helpers in gmqtt_link_support.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from gmqtt_link_support import (
     ATTRIBUTES,
     SOFTWARE_KEYS,
@@ -19,7 +17,6 @@ from gmqtt_link_support import (
     GatedProxy,
     LinkFactory,
     SettableClock,
-    link_maker,
     telemetry_values,
     with_ts,
 )
@@ -28,13 +25,6 @@ from harness import MosquittoBroker, wait_until
 from teg_ota.adapters.mqtt import DurableOutbox
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.telemetry_sink import OtaReport
-
-
-@pytest.fixture
-def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
-    """Links on the test's broker (gmqtt_link_support.link_maker); stopped at teardown."""
-    with link_maker(tmp_path) as make:
-        yield make
 
 
 def test_offline_timestamps_never_go_back_across_clock_steps_and_restarts(

@@ -10,35 +10,17 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gmqtt_link_support import TELEMETRY, LinkFactory, link_maker
+from gmqtt_link_support import TELEMETRY, LinkFactory
 from harness import MosquittoBroker, make_password_file, wait_until
-from loguru import logger
 
 from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink
 from teg_ota.app.container import _mqtt_settings
 from teg_ota.app.settings import load_settings
 
 PASSWORD = f"S3CRET-PASSWORD-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
-    """Links on the test's broker (gmqtt_link_support.link_maker); stopped at teardown."""
-    with link_maker(tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    logger.enable("teg_ota")
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
-    yield lines
-    logger.remove(sink)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import gmqtt
@@ -23,29 +22,10 @@ from gmqtt_link_support import (
     TELEMETRY,
     Attributes,
     LinkFactory,
-    link_maker,
 )
 from harness import MosquittoBroker, free_port, make_password_file, wait_until
-from loguru import logger
 
 from teg_ota.adapters.mqtt import OTA_SHARED_KEYS
-
-
-@pytest.fixture
-def link_factory(tmp_path: Path) -> Iterator[LinkFactory]:
-    """Links on the test's broker (gmqtt_link_support.link_maker); stopped at teardown."""
-    with link_maker(tmp_path) as make:
-        yield make
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    lines: list[str] = []
-    logger.enable("teg_ota")
-    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
-    yield lines
-    logger.remove(sink)
-
 
 # --- on every connect -----------------------------------------------------------------------------
 
