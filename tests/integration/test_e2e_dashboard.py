@@ -202,6 +202,8 @@ def test_the_gateways_own_fault_is_not_held_against_the_version(e2e: base.E2E) -
 
     board = e2e.standin.wait_for_dashboard("Failed", 90)
     assert "TEG_CONTROLLER_PRIVILEGED=0" in str(board.sw_error)
+    time.sleep(5)  # not remembered, yet not retried in a loop: once per reconnect
+    assert e2e.standin.sw_states().count("DOWNLOADING") == 1
     privileged.stop()
     mark = e2e.standin.mark()
     e2e.start_runner()  # privilege off again: the re-sent assignment is tried, not refused
@@ -222,6 +224,8 @@ def test_an_unreachable_repository_is_not_held_against_the_version(e2e: base.E2E
 
     board = e2e.standin.wait_for_dashboard("Failed", 90)
     assert board.current_sw_version == "v1.0"
+    time.sleep(5)  # not remembered, yet not retried in a loop: once per reconnect
+    assert e2e.standin.sw_states().count("DOWNLOADING") == 1
     offline.stop()
     e2e.start_runner()
 

@@ -49,8 +49,21 @@ def test_queued_while_connected_and_sent_at_once_goes_out_flat(tmp_path: Path) -
 
 def test_queued_while_offline_keeps_its_ts(tmp_path: Path) -> None:
     queue, outbox, _, _ = make_queue(tmp_path)
-    queue.enqueue({"sw_state": "FAILED"}, ota_state=True, connected=False)
-    assert sent(queue, outbox) == [{"ts": NOW_MS, "values": {"sw_state": "FAILED"}}]
+    queue.enqueue({"controller_restarts": 2}, ota_state=False, connected=False)
+    assert sent(queue, outbox) == [{"ts": NOW_MS, "values": {"controller_restarts": 2}}]
+
+
+def test_an_ota_state_goes_out_flat_even_when_queued_offline_or_by_an_earlier_run(
+    tmp_path: Path,
+) -> None:
+    """The server stamps QUEUED/INITIATED with its own clock: a device ts (wrong clock, a
+    wait behind a backlog) would lose to them and leave the dashboard in Updating."""
+    queue, outbox, _, monotonic = make_queue(tmp_path)
+    queue.enqueue({"sw_state": "FAILED", "sw_error": "x"}, ota_state=True, connected=False)
+    monotonic.now += 3600
+    assert sent(queue, outbox) == [{"sw_state": "FAILED", "sw_error": "x"}]
+    after_restart, _, _, _ = make_queue(tmp_path)
+    assert sent(after_restart, outbox) == [{"sw_state": "FAILED", "sw_error": "x"}]
 
 
 def test_a_live_message_that_waited_too_long_keeps_its_ts(tmp_path: Path) -> None:
@@ -114,8 +127,8 @@ def test_an_offline_report_is_never_stamped_before_the_latest_assignment(
     queue.note_assignment()  # an OTA assignment (attribute message) arrives now
     assert mark_path(outbox.directory).read_bytes() == format_mark(NOW_MS + 3_600_000)
     wall.now = NOW_S + 10  # the clock steps back by almost an hour
-    queue.enqueue({"sw_state": "FAILED"}, ota_state=True, connected=False)
-    assert sent(queue, outbox)[-1] == {"ts": NOW_MS + 3_600_001, "values": {"sw_state": "FAILED"}}
+    queue.enqueue({"n": 1}, ota_state=False, connected=False)
+    assert sent(queue, outbox)[-1] == {"ts": NOW_MS + 3_600_001, "values": {"n": 1}}
 
 
 def test_the_assignment_instant_survives_a_restart(tmp_path: Path) -> None:
@@ -124,16 +137,16 @@ def test_the_assignment_instant_survives_a_restart(tmp_path: Path) -> None:
     queue.note_assignment()
     # Power cut before anything was reported; the clock restarts ten minutes behind.
     after, outbox, _, _ = make_queue(tmp_path)
-    after.enqueue({"sw_state": "FAILED"}, ota_state=True, connected=False)
-    assert sent(after, outbox) == [{"ts": NOW_MS + 600_001, "values": {"sw_state": "FAILED"}}]
+    after.enqueue({"n": 1}, ota_state=False, connected=False)
+    assert sent(after, outbox) == [{"ts": NOW_MS + 600_001, "values": {"n": 1}}]
 
 
 def test_a_clock_ahead_of_the_assignment_instant_decides(tmp_path: Path) -> None:
     queue, outbox, wall, _ = make_queue(tmp_path)
     queue.note_assignment()
     wall.now = NOW_S + 30
-    queue.enqueue({"sw_state": "DOWNLOADED"}, ota_state=True, connected=False)
-    assert sent(queue, outbox) == [{"ts": NOW_MS + 30_000, "values": {"sw_state": "DOWNLOADED"}}]
+    queue.enqueue({"n": 1}, ota_state=False, connected=False)
+    assert sent(queue, outbox) == [{"ts": NOW_MS + 30_000, "values": {"n": 1}}]
 
 
 def test_the_live_notes_do_not_pile_up(tmp_path: Path) -> None:

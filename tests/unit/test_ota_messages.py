@@ -153,6 +153,21 @@ def test_deleted_ota_keys(payload: object, expected: OtaDeleted) -> None:
     assert parse_ota_message(payload) == expected
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param("{}", id="empty-answer"),
+        pytest.param('{"shared":{}}', id="empty-shared-answer"),
+        pytest.param('{"shared":{"sw_title":"teg-controller"}}', id="answer-without-version"),
+    ],
+)
+def test_an_answer_that_names_no_version_means_nothing_is_assigned(payload: str) -> None:
+    """An unassignment pushed while the gateway was offline is only seen this way."""
+    message = parse_ota_message(payload)
+    assert message == OtaDeleted(("sw_title", "sw_version"))
+    assert is_ota_notification(message)
+
+
 def test_deleted_unrelated_keys_only_is_not_ota() -> None:
     assert isinstance(parse_ota_message('{"deleted":["colour","fw_title"]}'), NotOta)
     assert isinstance(parse_ota_message('{"deleted":[]}'), NotOta)
@@ -165,8 +180,6 @@ def test_deleted_unrelated_keys_only_is_not_ota() -> None:
     "payload",
     [
         pytest.param('{"colour":"red"}', id="unrelated-attribute"),
-        pytest.param("{}", id="empty-object"),
-        pytest.param('{"shared":{}}', id="empty-response"),
         pytest.param('{"client":{"sw_version":"v1"}}', id="client-keys-only"),
         pytest.param('{"fw_title":"x","fw_version":"v1"}', id="firmware-keys"),
         pytest.param('{"sw_title":"teg-controller"}', id="title-without-version"),

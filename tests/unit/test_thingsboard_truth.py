@@ -8,6 +8,7 @@ import dataclasses
 import threading
 
 from teg_ota.domain.core.ota_messages import OtaDeleted
+from teg_ota.domain.model.errors import BuildFailed, EngineDiskFull
 from teg_ota.domain.model.journal import Answer, FailedVersion
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.outcome import Outcome
@@ -164,3 +165,58 @@ def test_an_unassignment_cancels_a_queued_update_that_has_not_started() -> None:
 
     assert world.runtime.running_version == "v1.1"
     assert "resolve v1.2" not in world.repo.calls
+
+
+def test_a_rejection_is_told_once_per_assignment() -> None:
+    world = World()
+
+    for _ in range(3):  # the push, then the answers on two reconnects
+        world.service.handle_request(world.request("v1.1", title="other-product"))
+    for _ in range(3):  # the next assignment, a version ThingsBoard would type-cast
+        world.service.handle_request(world.request("1.10"))
+
+    assert world.telemetry.states == ["FAILED", "FAILED"]
+
+
+def test_a_failed_update_does_not_ask_again_so_a_transient_fault_cannot_loop() -> None:
+    world = World()
+    world.repo.fetch_fails = "remote unreachable"
+    before = world.telemetry.attribute_requests
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED
+    assert world.store.failed_version is None, "a transient fault is not remembered"
+    assert world.telemetry.attribute_requests == before, "the next reconnect retries it"
+
+
+def test_an_operators_rollback_holds_whatever_the_settings_become() -> None:
+    world = World(fingerprint="settings-a")
+    world.service.handle_request(world.request("v1.1"))
+    world.service.rollback()
+
+    assert world.store.failed_version == FailedVersion("v1.1", ROLLED_BACK_BY_OPERATOR)
+    world.settings = dataclasses.replace(world.settings, fingerprint="settings-b")
+    world.store.last_answer = None
+    again = world.new_service().handle_request(world.request("v1.1"))
+    assert again.outcome is Outcome.REFUSED
+
+
+def test_a_full_engine_disk_during_the_build_is_the_gateways_fault() -> None:
+    world = World()
+    world.runtime.build_fails = "no space left on device"
+    original = world.runtime.build_image
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            original(*args, **kwargs)
+        except BuildFailed as exc:
+            raise EngineDiskFull(str(exc)) from exc
+
+    world.runtime.build_image = full  # type: ignore[method-assign]
+
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED
+    assert world.store.failed_version is None
+    assert world.runtime.running_version == "v1.0"

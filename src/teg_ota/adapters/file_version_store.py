@@ -9,8 +9,8 @@ Files (all written with :func:`~teg_ota.adapters.atomic_file.write_atomic`):
   an older data directory with only the text files is read).
 * ``failed_controller_version.json``: ``{"version": ..., "error": ..., "fingerprint": ...}``
   (the fingerprint of the settings it failed under; absent in older files).
-* ``last_ota_answer.json``: ``{"state": "UPDATED"|"FAILED", "version": ...}``, the last
-  terminal state told to ThingsBoard.
+* ``last_ota_answer.json``: ``{"state": "UPDATED"|"FAILED", "version": ..., "title": ...}``,
+  the last terminal state told to ThingsBoard (the version as assigned, possibly invalid).
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
 
 Reading never crashes the gateway: a missing, empty or corrupt file reads as "unknown"
@@ -216,9 +216,12 @@ class FileVersionStore:
                 return None
             try:
                 state, version = OtaState(str(data.get("state"))), data.get("version")
+                title = data.get("title")
                 if not state.is_terminal or not isinstance(version, str):
                     raise ValueError("'state' must be UPDATED or FAILED, 'version' a string")
-                return Answer(state, checked_version(version, "invalid version"))
+                if title is not None and not isinstance(title, str):
+                    raise ValueError("'title' must be a string")
+                return Answer(state, version, title)
             except ValueError as exc:
                 logger.warning("Ignoring corrupt {}: {}", self._dir / ANSWER_FILE, reason(exc))
                 return None
@@ -228,8 +231,11 @@ class FileVersionStore:
             with self._lock:
                 self._files.remove(ANSWER_FILE)
             return
-        version = storable_version(answer.version, "refusing to store the answered version")
-        payload = json.dumps({"state": answer.state.value, "version": version})
+        # Compared, never used as a version (a rejected one may be invalid): stored as text.
+        record: dict[str, str] = {"state": answer.state.value, "version": answer.version}
+        if answer.title is not None:
+            record["title"] = answer.title
+        payload = json.dumps(record, ensure_ascii=False)
         with self._lock:
             self._files.write(ANSWER_FILE, payload.encode("utf-8"))
 

@@ -127,9 +127,11 @@ def test_outbox_survives_a_link_restart(
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])
     second = link_factory(mosquitto.port, outbox_dir=outbox_dir)
     tb.wait_for(lambda ms: len(ms) >= 6, timeout=15)
-    assert published(tb) == [  # queued while offline, delivered by the next run: stamped
-        {"ts": 1_700_000_001_000, "values": {"sw_state": "DOWNLOADING"}},
-        *({"ts": (1_700_000_002 + i) * 1000, "values": {"n": i}} for i in range(4)),
+    # Queued while offline, delivered by the next run, in order: the OTA state flat
+    # (ThingsBoard stamps those on arrival), the other telemetry with its own ts.
+    assert telemetry_values(tb)[0] == {"sw_state": "DOWNLOADING"}
+    assert published(tb) == [
+        {"ts": (1_700_000_002 + i) * 1000, "values": {"n": i}} for i in range(4)
     ]
     # The second connect's report, after the backlog, flat (live).
     assert set(telemetry_values(tb)[-1]) == SOFTWARE_KEYS
@@ -169,7 +171,7 @@ def test_a_message_too_large_for_thingsboard_is_dropped_and_the_next_one_arrives
     too_large = b'{"ts":1700000000000,"values":{"x":"' + b"a" * 65498 + b'"}}'
     assert len(too_large) == 65536
     assert remaining_length(TELEMETRY, too_large) == MAX_REMAINING_LENGTH + 27
-    old.append(TELEMETRY, too_large, ota_state=True)
+    old.append(TELEMETRY, too_large)  # telemetry keeps its ts: too large on the wire
     old.append(TELEMETRY, b'{"ts":1700000000001,"values":{"after":"the large one"}}')
 
     tb = mqtt_recorder_factory(mosquitto, topics=[TELEMETRY])

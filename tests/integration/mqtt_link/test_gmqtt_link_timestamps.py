@@ -36,9 +36,9 @@ def test_offline_timestamps_never_go_back_across_clock_steps_and_restarts(
     clock = SettableClock(1_700_000_100.0)
     # Published before the first connect: queued while offline, so stamped.
     first = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock, start=False)
-    first.publish_ota_state(OtaReport(OtaState.DOWNLOADING))
+    first.publish_telemetry({"step": "DOWNLOADING"})
     clock.now = 1_700_000_050.0  # the clock steps back (NTP, or a wrong manual setting)
-    first.publish_ota_state(OtaReport(OtaState.DOWNLOADED))
+    first.publish_telemetry({"step": "DOWNLOADED"})
     first.start()
     assert first.wait_connected(15)
     wait_until(lambda: len(first.outbox) == 0, 5, "the outbox to drain")
@@ -52,10 +52,10 @@ def test_offline_timestamps_never_go_back_across_clock_steps_and_restarts(
     assert len(outbox) == 0
     clock = SettableClock(1_700_000_100.0 - 3600)
     second = link_factory(mosquitto.port, outbox_dir=outbox_dir, clock=clock, start=False)
-    second.publish_ota_state(OtaReport(OtaState.VERIFIED))
+    second.publish_telemetry({"step": "VERIFIED"})
     second.publish_telemetry({"controller_state": "RUNNING"})
     clock.now = 1_700_000_200.0  # NTP synced: real time again
-    second.publish_ota_state(OtaReport(OtaState.UPDATING))
+    second.publish_telemetry({"step": "UPDATING"})
     second.start()
     assert second.wait_connected(15)
 
@@ -68,7 +68,8 @@ def test_offline_timestamps_never_go_back_across_clock_steps_and_restarts(
         1_700_000_100_004,
         1_700_000_200_000,
     ]
-    assert [m.get("values", m).get("sw_state") for m in messages] == [
+    # (Telemetry other than OTA states: those always go out flat, see the test below.)
+    assert [m.get("values", m).get("step") for m in messages] == [
         "DOWNLOADING",
         "DOWNLOADED",
         None,  # the first connect's report: live, flat
@@ -107,20 +108,20 @@ def test_a_report_queued_offline_is_never_stamped_before_the_latest_assignment(
         proxy.close()
         wait_until(lambda: not link.connected, 10, "the link to notice the drop")
         clock.now = 1_700_000_100.0 - 1800
+        link.publish_telemetry({"controller_last_exit_code": 3})
         link.publish_ota_state(OtaReport(OtaState.FAILED, error="v1.1.0 exited"))
         proxy.open()
         assert link.wait_connected(15)
-        tb.wait_for(lambda ms: len(ms) >= 4, timeout=15)
+        tb.wait_for(lambda ms: len(ms) >= 5, timeout=15)
     finally:
         proxy.close()
 
     messages = telemetry_values(tb)
     assert messages[1] == {"sw_state": "DOWNLOADING"}
-    failed = messages[2]
     # Not 1_699_998_300_000 (the clock): after the assignment's 1_700_000_100_000, and after
     # DOWNLOADING's stamp (kept in the outbox, not sent: it was live).
-    assert failed == {
-        "ts": 1_700_000_100_002,
-        "values": {"sw_state": "FAILED", "sw_error": "v1.1.0 exited"},
-    }
-    assert set(messages[3]) == SOFTWARE_KEYS  # the reconnect's report, flat
+    assert messages[2] == {"ts": 1_700_000_100_002, "values": {"controller_last_exit_code": 3}}
+    # The OTA state queued offline goes out flat: ThingsBoard stamps it on arrival, so it is
+    # newer than the INITIATED it stamped itself, whatever the gateway's clock says.
+    assert messages[3] == {"sw_state": "FAILED", "sw_error": "v1.1.0 exited"}
+    assert set(messages[4]) == SOFTWARE_KEYS  # the reconnect's report, flat

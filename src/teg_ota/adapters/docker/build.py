@@ -32,7 +32,7 @@ from loguru import logger
 from teg_ota.adapters.docker.archive import read_archive, untagged_tar
 from teg_ota.adapters.docker.client import Engine, bounded, cancellable, raise_on_error, short
 from teg_ota.adapters.docker.validation import checked_labels, is_image_reference
-from teg_ota.domain.model.errors import BuildFailed, ContainerRuntimeError
+from teg_ota.domain.model.errors import BuildFailed, ContainerRuntimeError, EngineDiskFull
 
 _ALWAYS_EXCLUDED = (".git",)
 """Never part of a build context, whatever the context's ``.dockerignore`` says: the
@@ -206,8 +206,16 @@ def _build_from(
         stream = cancellable(chunks)
         built = False
         with bounded(stream, deadline, action, timeout_s):
-            for chunk in stream:
-                built = _handle_build_chunk(chunk, action, progress) or built
+            try:
+                for chunk in stream:
+                    built = _handle_build_chunk(chunk, action, progress) or built
+            except BuildFailed as exc:
+                if "no space left on device" in str(exc).lower():
+                    raise EngineDiskFull(
+                        f"{exc}: the engine's disk is full; free space on the gateway "
+                        "(docker system prune, TEG_KEEP_OLDER_IMAGES) and assign again"
+                    ) from exc
+                raise
         if not built:
             try:
                 present = client.api.inspect_image(tag) is not None

@@ -102,10 +102,17 @@ class TelemetryQueue:
             self._stamps.advance_to_now()
 
     def wire_payload(self, entry: OutboxEntry) -> bytes:
-        """What to publish for ``entry`` now: flat when it is live, else as it was queued."""
+        """What to publish for ``entry`` now: flat when it is live or an OTA state, else as
+        it was queued.
+
+        OTA states always go out flat, also when queued offline: ThingsBoard stamps its own
+        QUEUED/INITIATED with server time, and a device timestamp (a clock an hour behind,
+        a report that waited behind a backlog) would lose to them and leave the dashboard in
+        Updating. They are delivered in order, after the assignment they answer, so server
+        stamps on arrival keep their order; other telemetry keeps the device's time."""
         with self._live_lock:
             queued_at = self._queued_live.get(entry.seq)
-        if not is_live(queued_at, self._monotonic()):
+        if not entry.ota_state and not is_live(queued_at, self._monotonic()):
             return entry.payload
         flat = flat_payload(entry.payload)
         return entry.payload if flat is None else flat

@@ -108,15 +108,26 @@ def _parse(payload: object) -> OtaMessage:
     return _from_mapping(payload)
 
 
+NOTHING_ASSIGNED = OtaDeleted(("sw_title", "sw_version"))
+"""An answer to our own request (``{}``, or ``{"shared": {...}}``) that names no version:
+nothing is assigned now. It means the same as an unassignment pushed while the gateway was
+offline, which it would otherwise never hear of."""
+
+
 def _from_mapping(message: Mapping[object, object]) -> OtaMessage:
     if "deleted" in message and len(message) == 1:
         return _deleted(message["deleted"])
+    if not message:
+        return NOTHING_ASSIGNED  # ThingsBoard answers {} when none of the keys is set
     attributes: Mapping[object, object] = message
-    if "shared" in message:
+    answer = "shared" in message
+    if answer:
         shared = message["shared"]
         if not isinstance(shared, Mapping):
             return InvalidOta("'shared' is not an object")
         attributes = shared
+        if "sw_version" not in attributes and "sf_version" not in attributes:
+            return NOTHING_ASSIGNED
     fields = _ota_fields(attributes)
     if not fields:
         return NotOta("no sw_* or sf_* attributes")

@@ -56,6 +56,10 @@ class GatewayFault(Exception):
     new version: such a failure is never held against the version (``core.failures``)."""
 
 
+class EngineDiskFull(BuildFailed, GatewayFault):
+    """The engine ran out of disk while building or loading an image."""
+
+
 class PrivilegeRefused(StartFailed, GatewayFault):
     """The engine refuses ``privileged`` containers (a capability it lacks)."""
 

@@ -119,3 +119,6 @@ class Answer:
 
     state: OtaState
     version: str
+    """As assigned: a rejected assignment's version may not even be a valid one."""
+    title: str | None = None
+    """Set for a rejection (a title mismatch is told once per title, too)."""

@@ -103,12 +103,17 @@ class Reporter:
         )
 
     def alone(
-        self, state: OtaState, error: str, current: str | None = None, version: str | None = None
+        self,
+        state: OtaState,
+        error: str,
+        current: str | None = None,
+        version: str | None = None,
+        title: str | None = None,
     ) -> None:
         """A terminal state for a request that never became an update (rejected up front,
-        refused): told once per ``version`` when one is given."""
+        refused): told once per assignment (``version`` and ``title``) when one is given."""
         if version is not None:
-            answer = Answer(state, version)
+            answer = Answer(state, version, title)
             if self._answered() == answer:
                 return
             self._remember(answer)

@@ -136,7 +136,9 @@ class UpdateService:
         if isinstance(decision, Defer):
             return None
         if isinstance(decision, Reject):
-            self._reporter.alone(OtaState.FAILED, decision.error)
+            self._reporter.alone(
+                OtaState.FAILED, decision.error, version=request.version, title=request.title
+            )
             return UpdateResult(Outcome.FAILED, error=decision.error)
         reason = decision.reason if isinstance(decision, Ignore) else str(decision)
         return UpdateResult(Outcome.IGNORED, error=reason)
@@ -182,19 +184,26 @@ class UpdateService:
                 error = refusal(version, previous_error)
                 log.warning("not retrying %s: %s", version, error)
                 # Told once (durably): the dashboard shows FAILED, not a stuck INITIATED.
-                self._reporter.alone(OtaState.FAILED, error, running or "", version=version)
+                self._reporter.alone(OtaState.FAILED, error, running, version=version)
                 return UpdateResult(Outcome.REFUSED, version, running, previous_error)
             case Reject(error=error):
-                self._reporter.alone(OtaState.FAILED, error, running)
+                # Told once per assignment (title and version), like every answer.
+                self._reporter.alone(
+                    OtaState.FAILED, error, running, version=request.version, title=request.title
+                )
                 return UpdateResult(Outcome.FAILED, request.version, running, error)
             case StartUpdate(version=version, clears_failed=clears_failed):
                 if clears_failed:
                     self._store.set_failed(None)
                 package = package_of(request, version)
                 result = self._update(package, state, on_progress or quiet)
-                # What ThingsBoard assigns may have changed while this one ran (a push lost
-                # to the busy gateway, a stale answer): ask once and act on what is current.
-                self._reporter.request_assignment()
+                if result.outcome is Outcome.UPDATED:
+                    # What ThingsBoard assigns may have changed while this one ran: ask once
+                    # and act on what is current (the answer naming this version is then
+                    # confirmed silently). Not after a failure: a failure that is not
+                    # remembered (transient, the gateway's) would be retried at once, in a
+                    # loop; the next reconnect retries it instead.
+                    self._reporter.request_assignment()
                 return result
         raise AssertionError(f"unhandled decision {decision!r}")  # pragma: no cover
 
@@ -305,7 +314,8 @@ class UpdateService:
             # The operator's word sticks: the version rolled back from is FAILED on the
             # dashboard, and the re-sent assignment does not bring it back.
             self._store.set_failed(
-                FailedVersion(running, ROLLED_BACK_BY_OPERATOR, self._settings.fingerprint)
+                # No fingerprint: the operator's word holds whatever the settings become.
+                FailedVersion(running, ROLLED_BACK_BY_OPERATOR)
             )
             self._reporter.alone(OtaState.FAILED, ROLLED_BACK_BY_OPERATOR, target, version=running)
         elif result.outcome is Outcome.UPDATED:
