@@ -230,3 +230,19 @@ def test_an_unreachable_repository_is_not_held_against_the_version(e2e: base.E2E
     e2e.start_runner()
 
     assert e2e.standin.wait_for_dashboard("Updated", 120).current_sw_version == "v1.1"
+
+
+def test_an_unassignment_missed_while_offline_is_learnt_from_the_answer(e2e: base.E2E) -> None:
+    runner = e2e.start_gateway()
+    e2e.standin.assign(SW_TITLE, "v1.0")
+    e2e.standin.wait_for_dashboard("Updated", 60)
+    runner.stop()
+    e2e.standin.unassign()  # pushed while the gateway is offline: it never hears it
+    requests = e2e.standin.attribute_requests
+    e2e.start_runner()
+    settle(e2e, requests)  # answered {}: nothing is assigned now
+
+    e2e.standin.assign(SW_TITLE, "v1.0")
+
+    e2e.wait_alive(e2e.runners[-1], lambda: e2e.standin.sw_states().count("UPDATED") == 2, 60)
+    assert e2e.standin.wait_for_dashboard("Updated", 30).current_sw_version == "v1.0"
