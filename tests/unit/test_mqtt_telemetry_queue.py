@@ -155,3 +155,24 @@ def test_the_live_notes_do_not_pile_up(tmp_path: Path) -> None:
         queue.enqueue({"n": i}, ota_state=False, connected=True)
         monotonic.now += LIVE_WINDOW_S  # each one is past the window when the next comes
     assert len(queue._queued_live) <= 2
+
+
+def test_an_outbox_that_cannot_persist_still_queues_stamped_messages(tmp_path: Path) -> None:
+    """A file where the outbox directory should be: no disk for the entries nor the mark,
+    and still no error for the publisher; stamps follow the rules in memory."""
+    (tmp_path / "outbox").write_text("in the way")
+    queue, outbox, wall, _ = make_queue(tmp_path)
+    assert outbox.degraded is not None
+    queue.enqueue({"n": 0}, ota_state=False, connected=False)
+    queue.enqueue({"sw_state": "FAILED"}, ota_state=True, connected=False)
+    wall.now = NOW_S - 60  # the clock steps back: the mark in memory still holds
+    queue.enqueue({"n": 1}, ota_state=False, connected=False)
+    assert queue.queue_software_report(lambda: ("teg-controller", "v2")) is not None
+    assert sent(queue, outbox) == [
+        {"ts": NOW_MS, "values": {"n": 0}},
+        {"sw_state": "FAILED"},
+        {"ts": NOW_MS + 2, "values": {"n": 1}},
+        {"current_sw_title": "teg-controller", "current_sw_version": "v2"},
+    ]
+    assert outbox.in_memory == 4
+    assert (tmp_path / "outbox").read_text() == "in the way"

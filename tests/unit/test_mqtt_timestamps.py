@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from teg_ota.adapters.atomic_file import temp_prefix
+from teg_ota.adapters.mqtt import timestamps as timestamps_module
 from teg_ota.adapters.mqtt.timestamps import (
     LAST_TS_FILE_NAME,
     LINK_STATE_DIR_NAME,
@@ -24,6 +25,7 @@ from teg_ota.adapters.mqtt.timestamps import (
     MAX_MARK_AHEAD_S,
     MAX_MARK_BYTES,
     TimestampMark,
+    credible_mark,
     format_mark,
     is_live,
     mark_is_credible,
@@ -248,11 +250,79 @@ def test_a_mark_less_than_a_day_ahead_is_kept(tmp_path: Path, warnings_log: list
     assert warnings_log == []
 
 
-def test_the_far_future_rule_applies_at_start_up_only(tmp_path: Path) -> None:
+def test_a_mark_less_than_a_day_ahead_is_kept_while_running(tmp_path: Path) -> None:
     clock = SettableClock()
     mark = TimestampMark(mark_path(tmp_path), clock)
-    mark.commit(NOW_MS + 2 * 86_400_000)  # whatever it commits, it keeps while it runs
-    assert mark.next_ms() == NOW_MS + 2 * 86_400_000 + 1
+    mark.commit(NOW_MS + 86_400_000)  # exactly a day ahead: still credible
+    assert mark.next_ms() == NOW_MS + 86_400_001
+
+
+def test_one_clock_reading_decades_ahead_does_not_hold_later_stamps(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    """A glitch: one reading 80 years ahead stamps one message there and raises the mark.
+    Kept, every later ts would stay 80 years ahead; discarded, they follow the clock."""
+    clock = SettableClock()
+    mark = TimestampMark(mark_path(tmp_path), clock)
+    glitch_s = NOW_S + 80 * 365 * 86_400
+    clock.now = glitch_s
+    glitched = mark.next_ms()
+    mark.commit(glitched)
+    assert glitched == int(glitch_s * 1000)
+    assert mark.path.read_bytes() == format_mark(glitched)
+    assert warnings_log == []
+    clock.now = NOW_S + 1  # the clock is right again
+    assert mark.next_ms() == NOW_MS + 1000  # not glitched + 1
+    assert mark.last_ms == 0
+    assert len([w for w in warnings_log if "days ahead of the clock" in w]) == 1
+    assert "29200.0 days ahead" in warnings_log[0]
+    mark.commit(mark.next_ms())
+    assert mark.path.read_bytes() == format_mark(NOW_MS + 1000)  # the file is rewritten
+    clock.now = NOW_S + 2
+    assert mark.next_ms() == NOW_MS + 2000
+    assert len(warnings_log) == 1  # once per discard, not once per stamp
+
+
+def test_advance_to_now_discards_a_mark_far_ahead(tmp_path: Path) -> None:
+    clock = SettableClock()
+    mark = TimestampMark(mark_path(tmp_path), clock)
+    mark.commit(NOW_MS + 3 * 86_400_000)
+    mark.advance_to_now()  # an assignment arrives: the mark is the clock's now again
+    assert mark.last_ms == NOW_MS
+    assert mark.path.read_bytes() == format_mark(NOW_MS)
+    assert mark.next_ms() == NOW_MS + 1
+
+
+def test_discard_warnings_are_rate_limited_and_counted(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    clock, monotonic = SettableClock(), SettableClock(100.0)
+    mark = TimestampMark(mark_path(tmp_path), clock, monotonic)
+    for _ in range(3):  # three glitches within a minute: one warning
+        mark.commit(NOW_MS + 10 * 86_400_000)
+        assert mark.next_ms() == NOW_MS
+    assert len(warnings_log) == 1
+    monotonic.now += timestamps_module.WARNING_INTERVAL_S
+    mark.commit(NOW_MS + 10 * 86_400_000)
+    assert mark.next_ms() == NOW_MS
+    assert len(warnings_log) == 2
+    assert "(2 more discard(s) since the previous warning)" in warnings_log[1]
+
+
+def test_credible_mark_is_the_mark_or_nothing() -> None:
+    assert credible_mark(NOW_MS + 86_400_000, NOW_S) == NOW_MS + 86_400_000
+    assert credible_mark(NOW_MS - 5, NOW_S) == NOW_MS - 5
+    assert credible_mark(NOW_MS + 86_400_001, NOW_S) == 0
+
+
+@given(
+    now_s=st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False),
+    mark_ms=st.integers(min_value=0, max_value=10**16),
+)
+def test_a_stamp_after_a_credible_mark_is_near_the_clock(now_s: float, mark_ms: int) -> None:
+    """Whatever the mark was, the next stamp is at most a day (and a millisecond) ahead."""
+    stamp = next_stamp_ms(now_s, credible_mark(mark_ms, now_s))
+    assert int(now_s * 1000) <= stamp <= int((now_s + MAX_MARK_AHEAD_S) * 1000) + 1
 
 
 def test_advance_to_now_raises_the_mark_to_the_clock_and_saves_it(tmp_path: Path) -> None:
@@ -278,3 +348,39 @@ def test_a_mark_that_cannot_be_saved_still_holds_in_memory(
     assert mark.last_ms == NOW_MS + 7
     assert mark.next_ms() == NOW_MS + 8
     assert any("Cannot save the telemetry timestamp mark" in line for line in warnings_log)
+
+
+def test_a_failing_save_warns_once_and_says_when_it_works_again(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    blocker = tmp_path / LINK_STATE_DIR_NAME
+    blocker.write_text("a file where the directory should be")
+    infos: list[str] = []
+    sink = logger.add(lambda message: infos.append(message.record["message"]), level="INFO")
+    try:
+        mark = TimestampMark(mark_path(tmp_path), SettableClock())
+        for i in range(5):
+            mark.commit(NOW_MS + i)
+        assert len([w for w in warnings_log if "Cannot save" in w]) == 1
+        blocker.unlink()
+        mark.commit(NOW_MS + 10)
+        assert mark.path.read_bytes() == format_mark(NOW_MS + 10)
+        assert any("is saved again" in line for line in infos), infos
+    finally:
+        logger.remove(sink)
+
+
+def test_a_mark_path_that_is_a_directory_does_not_stop_stamping(
+    tmp_path: Path, warnings_log: list[str]
+) -> None:
+    path = mark_path(tmp_path)
+    (path / "inside").mkdir(parents=True)  # a directory (not empty) where the file should be
+    clock = SettableClock()
+    mark = TimestampMark(path, clock)
+    assert mark.last_ms == 0
+    assert any("Cannot read" in w for w in warnings_log), warnings_log
+    mark.commit(mark.next_ms())  # logged, not raised
+    assert mark.last_ms == NOW_MS
+    assert mark.next_ms() == NOW_MS + 1
+    mark.advance_to_now()
+    assert path.is_dir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from teg_ota.adapters.mqtt import outbox as outbox_module
+from teg_ota.adapters.mqtt import outbox_bound
 from teg_ota.adapters.mqtt.outbox import DurableOutbox, decode_entry, encode_entry
 
 TOPIC = "v1/devices/me/telemetry"
@@ -112,7 +112,7 @@ def test_drop_warnings_are_rate_limited_but_counted(
         outbox.append(TOPIC, f"t{i}".encode())
     assert outbox.dropped_total == 8
     assert len([line for line in log_lines if "is full" in line]) == 1
-    monkeypatch.setattr(outbox_module, "DROP_WARNING_INTERVAL_S", 0.0)
+    monkeypatch.setattr(outbox_bound, "DROP_WARNING_INTERVAL_S", 0.0)
     outbox.append(TOPIC, b"t10")
     last = [line for line in log_lines if "is full" in line][-1]
     assert "dropped the 8 oldest" in last  # 7 unreported + this one
@@ -193,13 +193,14 @@ def test_entry_round_trip_binary_payload() -> None:
     assert decode_entry(encode_entry("a/b", payload)) == ("a/b", payload)
 
 
-def test_append_failure_raises_and_keeps_state(tmp_path: Path) -> None:
+def test_a_removed_outbox_directory_is_created_again(tmp_path: Path) -> None:
     outbox = DurableOutbox(tmp_path / "outbox")
     outbox.append(TOPIC, b"one")
     shutil.rmtree(tmp_path / "outbox")
-    with pytest.raises(OSError):
-        outbox.append(TOPIC, b"two")
-    assert len(outbox) == 1  # the failed append was not counted
+    seq = outbox.append(TOPIC, b"two")  # no exception: the directory comes back
+    assert outbox.degraded is None and outbox.in_memory == 0
+    assert msg_files(tmp_path / "outbox") == [f"{seq:020d}-tel.msg"]
+    assert drain(outbox) == [b"two"]  # "one" went with the directory: it vanished
 
 
 def test_concurrent_appends_keep_per_thread_order(tmp_path: Path) -> None:

@@ -117,3 +117,40 @@ def test_a_timestamp_mark_far_in_the_future_is_discarded_at_start_up(tmp_path: P
     assert entry is not None and json.loads(entry.payload)["ts"] == 1_700_000_000_500
     assert mark.read_text() == "1700000000500\n"
     assert link.outbox_dropped == 0
+
+
+def test_publishing_never_raises_because_of_the_disk(tmp_path: Path) -> None:
+    """A file where the outbox directory should be: the link is made and every publish
+    is kept (in memory) instead of failing the caller."""
+    (tmp_path / "outbox").write_text("in the way")
+    link = GmqttLink(
+        MqttSettings(),
+        DurableOutbox(tmp_path / "outbox"),
+        current_software=lambda: (None, None),
+        on_attributes=lambda topic, payload: None,
+        clock=lambda: 1_700_000_000.5,
+    )
+    link.publish_ota_state(OtaReport(OtaState.FAILED, error="disk"))
+    link.publish_telemetry({"x": 1})
+    assert (len(link.outbox), link.outbox.in_memory) == (2, 2)
+    assert link.outbox.degraded is not None
+    with pytest.raises(TelemetryError):  # a value that cannot be sent still raises
+        link.publish_telemetry({"x": float("nan")})
+
+
+def test_a_directory_at_the_timestamp_mark_path_does_not_stop_the_link(tmp_path: Path) -> None:
+    (tmp_path / "link" / "telemetry_last_ts" / "inside").mkdir(parents=True)
+    link = GmqttLink(
+        MqttSettings(),
+        DurableOutbox(tmp_path),
+        current_software=lambda: (None, None),
+        on_attributes=lambda topic, payload: None,
+        clock=lambda: 1_700_000_000.5,
+    )
+    link.publish_telemetry({"x": 1})
+    link.publish_telemetry({"x": 2})
+    assert [json.loads(e.payload)["ts"] for e in DurableOutbox(tmp_path).entries()] == [
+        1_700_000_000_500,
+        1_700_000_000_501,
+    ]
+    assert link.outbox.degraded is None

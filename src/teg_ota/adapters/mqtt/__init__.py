@@ -2,11 +2,13 @@
 
 ``settings`` (how to connect, with which credentials), ``payloads`` (ThingsBoard's topics,
 JSON and size limit, pure), ``timestamps`` (flat or stamped, and a ``ts`` that never goes
-back), ``outbox`` and ``outbox_format`` (the durable FIFO and its files), ``client`` and
-``session`` (one gmqtt client per connection, and the attempts that open it),
-``telemetry_queue`` and ``sender`` (the outbox's two ends) and ``link`` (:class:`GmqttLink`:
-the thread and loop that compose them). The names below are what the composition root and
-the tests use; the rest stays inside the package.
+back, yet stays near the clock), ``outbox`` (the FIFO: durable, or in memory while the disk
+cannot hold it) with ``outbox_format``, ``outbox_files``, ``outbox_bound`` and
+``outbox_health`` (its files, its bound, its persistence health), ``client`` and ``session``
+(one gmqtt client per connection, and the attempts that open it), ``telemetry_queue`` and
+``sender`` (the outbox's two ends) and ``link`` (:class:`GmqttLink`: the thread and loop
+that compose them). The names below are what the composition root and the tests use; the
+rest stays inside the package.
 """
 
 from teg_ota.adapters.mqtt.link import GmqttLink

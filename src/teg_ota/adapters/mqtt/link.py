@@ -34,12 +34,18 @@ and the :class:`OutboxSender` (delivers the outbox):
   before the instant the latest attribute message arrived (the link raises the mark then).
   A message that can never be sent (too large) is dropped with an error and counted in
   :attr:`GmqttLink.outbox_dropped` instead of blocking the outbox.
+* The disk never stops the link: ``publish_*`` raise only for values that cannot be sent.
+  An outbox that cannot persist (full or read-only disk, a file where its directory should
+  be) keeps messages in memory and the sender delivers them the same way
+  (:attr:`DurableOutbox.degraded`, :attr:`DurableOutbox.in_memory`); a timestamp mark that
+  cannot be saved lives in memory.
 * Newest assignment wins: an answer to an attribute request sent before the latest
   attribute push of OTA keys arrived is not handed on (logged at debug): it may carry the
   assignment the push replaced.
 
 :meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
-DISCONNECT. Whatever is left stays in the outbox for the next start.
+DISCONNECT. Whatever is left stays in the outbox for the next start, but for entries a
+degraded outbox only holds in memory: those are lost (logged as an error).
 """
 
 from __future__ import annotations
@@ -151,6 +157,13 @@ class GmqttLink:
             self._thread = self._loop = None
             self._connected.clear()
         logger.info("MQTT link stopped; {} message(s) left in the outbox", len(self._outbox))
+        if lost := self._outbox.in_memory:
+            logger.error(
+                "{} undelivered message(s) lived only in memory (the outbox could not persist "
+                "them: {}); they are lost",
+                lost,
+                self._outbox.degraded,
+            )
 
     # -- state ------------------------------------------------------------------------------------
     @property

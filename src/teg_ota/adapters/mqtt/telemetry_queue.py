@@ -1,4 +1,8 @@
-"""The producer end of the outbox: every telemetry message stamped, then queued durably.
+"""The producer end of the outbox: every telemetry message stamped, then queued.
+
+Queued durably while the disk allows it; when it does not, the outbox keeps the message in
+memory and the mark stays in memory too (outbox.py, timestamps.py): nothing here fails a
+message because of the disk, only a value that cannot be sent (:class:`TelemetryError`).
 
 Stamping and queueing happen under one lock, so the outbox order is the ``ts`` order even
 with several threads publishing: the sender delivers in outbox order, so ThingsBoard
@@ -122,13 +126,9 @@ class TelemetryQueue:
     ) -> int:
         ts_ms = self._stamps.next_ms()
         payload = telemetry_payload(ts_ms, values)
-        self._stamps.commit(ts_ms)  # durable before any message carries this ts
-        try:
-            seq = self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
-        except OSError as exc:
-            raise TelemetryError(
-                f"cannot queue telemetry in {self._outbox.directory}: {exc}"
-            ) from exc
+        self._stamps.commit(ts_ms)  # durable (when it can be) before a message carries it
+        # Never raises for the disk: an entry that cannot be written is kept in memory.
+        seq = self._outbox.append(TELEMETRY_TOPIC, payload, ota_state=ota_state)
         now = self._monotonic()
         with self._live_lock:
             for old in [s for s, at in self._queued_live.items() if now - at > LIVE_WINDOW_S]:
