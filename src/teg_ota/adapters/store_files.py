@@ -72,6 +72,12 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON] + "..."
 
 
+def os_reason(exc: OSError) -> str:
+    """``No space left on device``, not ``[Errno 28] ...: '<temporary file>'``: the path
+    is named by the caller, and the temporary file's name would only confuse."""
+    return exc.strerror or reason(exc)
+
+
 class StoreDir:
     """Files in one directory. Not thread-safe: the store calls it with its lock held."""
 
@@ -124,7 +130,7 @@ class StoreDir:
             ensure_dir(self.path)
             write_atomic(path, data)
         except OSError as exc:
-            raise VersionStoreError(f"could not write {path}: {reason(exc)}") from exc
+            raise VersionStoreError(f"the gateway cannot write {path}: {os_reason(exc)}") from exc
 
     def remove(self, name: str) -> None:
         path = self.path / name
@@ -133,7 +139,7 @@ class StoreDir:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise VersionStoreError(f"could not remove {path}: {reason(exc)}") from exc
+            raise VersionStoreError(f"the gateway cannot remove {path}: {os_reason(exc)}") from exc
         try:
             fsync_dir(self.path)
         except OSError as exc:

@@ -31,7 +31,8 @@ class Phase(enum.StrEnum):
     HEALTH_CHECK = "HEALTH_CHECK"
     """The new controller must stay up (and healthy) for the grace period."""
     COMMITTING = "COMMITTING"
-    """The gate passed: make sure it runs, then record success. Never rolls back."""
+    """The gate passed: make sure it runs, then record success. Rolls back only when the
+    gateway cannot record the success (its disk is full or read-only)."""
     ROLLING_BACK = "ROLLING_BACK"
     """Start the previous version again."""
 
@@ -106,8 +107,9 @@ def kind_of(result: Result) -> Kind:
 class WriteJournal:
     phase: JournalPhase
     required: bool = False
-    """The old controller is still untouched: if this write fails, the update fails
-    before the swap (the gateway's fault) instead of swapping unjournalled."""
+    """If this write fails, the phase counts as failed by the gateway: before the swap the
+    update fails with the old controller untouched; at or after it, it rolls back. Only
+    the rollback's own entry is best effort (a rollback must go on whatever the disk)."""
     commit: str | None = None
     new_started_at_ms: int | None = None
     error: str | None = None
@@ -129,7 +131,9 @@ class RememberFailure:
 
 @dataclass(frozen=True, slots=True)
 class RecordSuccess:
-    """Last launched, the known-good history, and the failure memory cleared."""
+    """Last launched, the known-good history, and the failure memory cleared. Required:
+    a version the gateway cannot record as launched would not be the one started after a
+    reboot, so it is not claimed (the table rolls back)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,25 +184,29 @@ TRANSITIONS: dict[tuple[Phase, Kind], tuple[str, tuple[E, ...]]] = {
     (Phase.VERIFYING, Kind.FAILED_NOBODY): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.VERIFYING, Kind.ENGINE_LOST): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.VERIFYING, Kind.HELD): ("end: failed", ("report VERIFIED",)),
-    (Phase.SWAPPING, Kind.DONE): ("HEALTH_CHECK", ("journal HEALTH_CHECK",)),
+    (Phase.SWAPPING, Kind.DONE): ("HEALTH_CHECK", ("journal HEALTH_CHECK (required)",)),
     (Phase.SWAPPING, Kind.FAILED_VERSION): ("ROLLING_BACK", ("journal ROLLING_BACK (at fault)",)),
     (Phase.SWAPPING, Kind.FAILED_GATEWAY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
     (Phase.SWAPPING, Kind.FAILED_NOBODY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
     (Phase.SWAPPING, Kind.ENGINE_LOST): ("end: failed, journal kept", ()),
-    (Phase.SWAPPING, Kind.HELD): ("HEALTH_CHECK", ("journal HEALTH_CHECK",)),
-    (Phase.HEALTH_CHECK, Kind.DONE): ("COMMITTING", ("journal COMMITTING",)),
+    (Phase.SWAPPING, Kind.HELD): ("HEALTH_CHECK", ("journal HEALTH_CHECK (required)",)),
+    (Phase.HEALTH_CHECK, Kind.DONE): ("COMMITTING", ("journal COMMITTING (required)",)),
     (Phase.HEALTH_CHECK, Kind.FAILED_VERSION): ("ROLLING_BACK", ("journal ROLLING_BACK (at fault)",)),  # noqa: E501
     (Phase.HEALTH_CHECK, Kind.FAILED_GATEWAY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
     (Phase.HEALTH_CHECK, Kind.FAILED_NOBODY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
     (Phase.HEALTH_CHECK, Kind.ENGINE_LOST): ("end: failed, journal kept", ()),
-    (Phase.HEALTH_CHECK, Kind.HELD): ("COMMITTING", ("journal COMMITTING",)),
+    (Phase.HEALTH_CHECK, Kind.HELD): ("COMMITTING", ("journal COMMITTING (required)",)),
     **{
         (Phase.COMMITTING, kind): (
             "end: updated",
-            ("record success", "report UPDATED", "clear journal", "collect images"),
+            ("record success (required)", "report UPDATED", "clear journal", "collect images"),
         )
         for kind in Kind
+        if kind is not Kind.FAILED_GATEWAY
     },
+    # Only a failed required write ends COMMITTING so (the phase itself never fails): the
+    # gateway could not record the new version, so it must not claim it; back to the old.
+    (Phase.COMMITTING, Kind.FAILED_GATEWAY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
     **{
         (Phase.ROLLING_BACK, kind): (
             "end: rolled back (failed if nothing runs)",
@@ -293,11 +301,13 @@ def _effect(name: str, result: Result, facts: Facts) -> Effect | None:
         case "journal SWAPPING (required)":
             digest = result.digest if isinstance(result, Done) else None
             return WriteJournal(JournalPhase.SWAPPING, required=True, commit=digest)
-        case "journal HEALTH_CHECK":
+        case "journal HEALTH_CHECK (required)":
             started = result.started_at_ms if isinstance(result, Done) else None
-            return WriteJournal(JournalPhase.HEALTH_CHECK, new_started_at_ms=started)
-        case "journal COMMITTING":
-            return WriteJournal(JournalPhase.COMMITTING)
+            return WriteJournal(
+                JournalPhase.HEALTH_CHECK, required=True, new_started_at_ms=started
+            )
+        case "journal COMMITTING (required)":
+            return WriteJournal(JournalPhase.COMMITTING, required=True)
         case "journal ROLLING_BACK (at fault)" | "journal ROLLING_BACK":
             at_fault = isinstance(result, Failed) and remembered(result.blame)
             return WriteJournal(
@@ -319,7 +329,7 @@ def _effect(name: str, result: Result, facts: Facts) -> Effect | None:
             return Report(
                 OtaState.FAILED, failure_before_swap(facts, result), current=facts.kept_running
             )
-        case "record success":
+        case "record success (required)":
             return RecordSuccess()
         case "clear journal":
             return ClearJournal()

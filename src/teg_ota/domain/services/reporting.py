@@ -91,8 +91,15 @@ class Reporter:
         if not publish:
             return
         terminal = state.is_terminal
-        if terminal:
-            self._remember(Answer(state, subject) if subject else None)
+        answer = Answer(state, subject) if terminal and subject else None
+        if state is OtaState.DOWNLOADING:
+            # A new update: from here on, an answer naming its target is its own answer.
+            self._remember(None)
+        elif answer is not None and self._answered() == answer:
+            # Told before a crash that came before the journal was cleared: once is enough
+            # (a second UPDATED would carry a new timestamp).
+            log.info("%s for %s was already reported; not repeated", state, subject)
+            return
         self._publish(
             OtaReport(
                 state=state,
@@ -101,6 +108,9 @@ class Reporter:
                 current_version=current if terminal else None,
             )
         )
+        if terminal:
+            # After the publish: a crash between the two repeats the state, never loses it.
+            self._remember(answer)
 
     def alone(
         self,

@@ -227,8 +227,8 @@ class UpdateFlow:
     # ---------------------------------------------------------------- the effects
 
     def _apply(self, effects: tuple[Effect, ...], run: UpdateRun) -> str | None:
-        """Apply effects in order; a failed required journal write stops here and is
-        returned (the update then fails before the swap)."""
+        """Apply effects in order; a failed required write stops here and is returned (the
+        table then fails the update before the swap, or rolls back at or after it)."""
         for effect in effects:
             match effect:
                 case WriteJournal():
@@ -249,7 +249,9 @@ class UpdateFlow:
                     failed = FailedVersion(run.target, error, self._settings.fingerprint)
                     self._guard("remember the failed version", self._store.set_failed, failed)
                 case RecordSuccess():
-                    self._record_success(run.target)
+                    error = self._record_success(run.target)
+                    if error is not None:
+                        return error
                 case ClearJournal():
                     self._guard("clear the update journal", self._store.clear_journal)
                 case CollectImages():
@@ -277,15 +279,19 @@ class UpdateFlow:
             return str(exc)
         return None
 
-    def _record_success(self, version: str) -> None:
+    def _record_success(self, version: str) -> str | None:
+        """``None`` once recorded; else why not (the table then rolls back: a version the
+        gateway cannot record as launched is not the one a reboot would start)."""
         try:
             self._store.set_last_launched(version)
             history = known_good.after_success(self._store.known_good_history(), version)
             self._store.set_known_good_history(history)
-            self._store.set_failed(None)
         except VersionStoreError as exc:
-            # The new controller passed its health gate and runs: that is the truth to report.
-            log.error("%s runs, but recording it failed: %s", version, exc)
+            log.error("%s passed its health gate, but recording it failed: %s", version, exc)
+            return str(exc)
+        # Not needed to claim the version: a stale failure record is only cleared.
+        self._guard("forget the failed version", self._store.set_failed, None)
+        return None
 
     @staticmethod
     def _guard(what: str, action: Callable[..., object], *args: object) -> None:
