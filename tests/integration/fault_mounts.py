@@ -16,6 +16,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 FILLER_NAME = "filler.bin"
@@ -25,6 +26,28 @@ def _mount(*args: str) -> None:
     proc = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"mount {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+
+
+def _remount_read_only(path: Path, attempts: int = 50) -> None:
+    """Remount the bind at ``path`` ``ro``, again while the kernel says "busy".
+
+    The remount is refused while any file is open for writing through the new bind, and
+    the running gateway opens one now and then (an outbox entry, a temporary file) in
+    the instant between the bind and the remount; each such write lasts milliseconds.
+    """
+    for _ in range(attempts - 1):
+        proc = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return
+        if "busy" not in proc.stderr:
+            raise RuntimeError(f"remount {path} read-only failed: {proc.stderr}")
+        time.sleep(0.1)
+    _mount("-o", "remount,bind,ro", str(path))
 
 
 def mount_points() -> list[str]:
@@ -63,7 +86,7 @@ class FaultMounts:
         """``path`` bind-mounted read-only over itself: its files stay, nothing can change."""
         _mount("--bind", str(path), str(path))
         self._points.append(path)
-        _mount("-o", "remount,bind,ro", str(path))
+        _remount_read_only(path)
         return path
 
     def unmount(self, path: Path) -> None:
