@@ -117,10 +117,6 @@ def settle(env: base.E2E, runner: base.Runner, requests_before: int, seconds: fl
 # --- the engine restarts during the health grace -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 open: an exit caused by an engine restart is still blamed on the version",
-)
 def test_an_engine_restart_during_the_health_grace_is_an_interruption(
     tmp_path: Path,
     controller_repo: ControllerRepo,

@@ -12,6 +12,8 @@ without restarting the process.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +22,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 import urllib3.exceptions
 from docker.types import CancellableStream
@@ -109,6 +112,30 @@ class Engine:
     def client(self) -> docker.DockerClient:
         return client_for(self._base_url)
 
+    def accepts_new_connections(self, timeout_s: float = 2.0) -> bool:
+        """Whether a *new* connection to the engine's socket is accepted.
+
+        Not a ping through the SDK: a stopping dockerd closes its listener first and keeps
+        serving the connections already open (the SDK's pooled ones among them) while it
+        stops every container, so only a fresh connect tells a shutdown from a crash. An
+        address this cannot probe (ssh) counts as accepting.
+        """
+        host = self._base_url or os.environ.get("DOCKER_HOST")
+        try:
+            url = docker.utils.parse_host(host, False)
+        except docker.errors.DockerException:
+            return True
+        family, address = _socket_address(url)
+        if address is None:
+            return True
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.settimeout(timeout_s)
+                probe.connect(address)
+        except OSError:
+            return False
+        return True
+
     @contextmanager
     def session(
         self,
@@ -140,6 +167,21 @@ class Engine:
             ) from exc
         except docker.errors.DockerException as exc:
             raise failure(f"{action}: {short(exc)}") from exc
+
+
+def _socket_address(url: str) -> tuple[socket.AddressFamily, Any]:
+    """The family and address to connect to for a parsed engine URL (None: not probed)."""
+    if url.startswith("http+unix://"):
+        return socket.AF_UNIX, url.removeprefix("http+unix://")
+    for scheme in ("http://", "https://"):
+        if url.startswith(scheme):
+            host, _, port = url.removeprefix(scheme).rpartition(":")
+            if host and port.isdigit():
+                return socket.AF_INET6 if ":" in host else socket.AF_INET, (
+                    host.strip("[]"),
+                    int(port),
+                )
+    return socket.AF_UNIX, None
 
 
 def cancellable(chunks: Iterator[Any]) -> Iterator[Any]:

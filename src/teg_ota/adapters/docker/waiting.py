@@ -49,10 +49,18 @@ def wait_for_exit(
     off from the engine's (a Pi before NTP, a clock stepped mid-wait) would get a stream
     that ends at once or replays the past. A timer closes the stream at the deadline. A
     missing container counts as stopped: ``ControllerExit(exit_code=None)``.
+
+    An exit caused by the engine itself is not the controller's: on a restart or an
+    upgrade dockerd first closes its API to new connections, then stops every container
+    while open streams still deliver their ``die`` events. So an exit is confirmed with a
+    ping on a new connection, and an exit seen after the engine closed the stream early
+    counts as the engine's too; both raise :class:`RuntimeUnavailable`, an interruption,
+    so no version is blamed for it.
     """
     deadline = time.monotonic() + max(0.0, timeout_s)
     action = f"waiting for {name}"
     resubscribes = 0
+    stream_lost = False
     while True:
         remaining = deadline - time.monotonic()
         with engine.session(action) as client:
@@ -60,22 +68,39 @@ def wait_for_exit(
             try:
                 attrs = inspect_container(client, name)
                 immediate = inspection.exit_from_attrs(attrs)
+                if stream_lost and immediate is not None:
+                    raise RuntimeUnavailable(
+                        f"{action}: the engine closed its event stream and {name} stopped "
+                        "meanwhile (an engine restart, not an exit of the controller)"
+                    )
                 if immediate is not None or remaining <= 0 or attrs is None:
                     return immediate
                 closed = threading.Event()
                 found = _first_exit(stream, remaining, closed)
             finally:
                 close_quietly(stream, None)
-            if found is not None:
-                return found
+        if found is not None:
+            _confirm_engine_stayed(engine, name, action)
+            return found
         # The stream ended: the deadline, or the engine closed it (shutting down?).
         left = deadline - time.monotonic()
         if closed.is_set() or left <= _STREAM_END_SLACK_S:
             return inspection.exit_from_state(controller_state())
+        stream_lost = True
         resubscribes += 1
         if resubscribes > _MAX_STREAM_RESUBSCRIBES:
             raise RuntimeUnavailable(f"{action}: the engine keeps closing its event stream")
         logger.debug("event stream for {} ended early; subscribing again", name)
+
+
+def _confirm_engine_stayed(engine: Engine, name: str, action: str) -> None:
+    """Raise :class:`RuntimeUnavailable` when the engine no longer takes new connections:
+    ``name``'s exit was then the engine shutting its containers down."""
+    if not engine.accepts_new_connections():
+        raise RuntimeUnavailable(
+            f"{action}: {name} stopped as the engine went away (an engine restart, not an "
+            "exit of the controller)"
+        )
 
 
 def _first_exit(
