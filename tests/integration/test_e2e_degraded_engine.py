@@ -270,10 +270,6 @@ def test_a_kill_right_after_updated_never_repeats_it(e2e: base.E2E) -> None:
 # --- one clock reading 80 years ahead ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 open: an outbox entry stamped far ahead keeps its ts",
-)
 def test_a_mark_left_by_a_clock_far_ahead_is_discarded(
     tmp_path: Path,
     controller_repo: ControllerRepo,

@@ -176,3 +176,29 @@ def test_an_outbox_that_cannot_persist_still_queues_stamped_messages(tmp_path: P
     ]
     assert outbox.in_memory == 4
     assert (tmp_path / "outbox").read_text() == "in the way"
+
+
+def test_an_entry_stamped_far_ahead_goes_out_stamped_on_arrival(tmp_path: Path) -> None:
+    """Queued by a run whose clock read 80 years ahead: its ts would stay ThingsBoard's
+    latest value until 2106, so it goes out flat; one a few hours ahead keeps its ts."""
+    queue, outbox, wall, _ = make_queue(tmp_path)
+    wall.now = NOW_S + 80 * 365 * 86400
+    queue.enqueue({"controller_restarts": 1}, ota_state=False, connected=False)
+    wall.now = NOW_S + 3600
+    queue.enqueue({"controller_restarts": 2}, ota_state=False, connected=False)
+    wall.now = NOW_S
+    # The second entry was stamped after the far mark was discarded: an hour ahead.
+    assert sent(queue, outbox) == [
+        {"controller_restarts": 1},
+        {"ts": NOW_MS + 3_600_000, "values": {"controller_restarts": 2}},
+    ]
+
+
+def test_a_far_ahead_entry_whose_values_hold_ts_is_restamped_now(tmp_path: Path) -> None:
+    """A flat form is impossible (ThingsBoard would read the values' ts as the stamp)."""
+    queue, outbox, _, _ = make_queue(tmp_path)
+    far_ms = NOW_MS + 80 * 365 * 86400 * 1000
+    outbox.append(
+        "v1/devices/me/telemetry", json.dumps({"ts": far_ms, "values": {"ts": 1}}).encode()
+    )
+    assert sent(queue, outbox) == [{"ts": NOW_MS, "values": {"ts": 1}}]

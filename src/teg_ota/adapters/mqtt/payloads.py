@@ -125,6 +125,30 @@ def flat_payload(payload: bytes) -> bytes | None:
         return None
 
 
+def payload_ts_ms(payload: bytes) -> int | None:
+    """The ``ts`` of a stamped message ``{"ts": .., "values": {...}}``; None otherwise."""
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return None
+    ts = message.get("ts") if isinstance(message, dict) else None
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+
+
+def restamped(payload: bytes, ts_ms: int) -> bytes:
+    """``payload`` with its ``ts`` replaced by ``ts_ms`` (unchanged if not stamped)."""
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(message, dict) or set(message) != {"ts", "values"}:
+        return payload
+    try:
+        return _json({"ts": ts_ms, "values": message["values"]})
+    except ValueError:
+        return payload
+
+
 def software_report(title: str | None, version: str | None) -> dict[str, str]:
     """The ``current_sw_*`` telemetry values; an unknown one is left out (never sent as
     null), so it cannot overwrite what ThingsBoard knows."""

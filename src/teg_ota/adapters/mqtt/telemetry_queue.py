@@ -28,10 +28,18 @@ from teg_ota.adapters.mqtt.outbox import DurableOutbox, OutboxEntry
 from teg_ota.adapters.mqtt.payloads import (
     TELEMETRY_TOPIC,
     flat_payload,
+    payload_ts_ms,
+    restamped,
     software_report,
     telemetry_payload,
 )
-from teg_ota.adapters.mqtt.timestamps import LIVE_WINDOW_S, TimestampMark, is_live, mark_path
+from teg_ota.adapters.mqtt.timestamps import (
+    LIVE_WINDOW_S,
+    TimestampMark,
+    is_live,
+    mark_is_credible,
+    mark_path,
+)
 from teg_ota.ports.telemetry_sink import TelemetryError
 
 
@@ -49,6 +57,7 @@ class TelemetryQueue:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
+        self._clock = clock
         self._stamps = TimestampMark(mark_path(outbox.directory), clock)
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -116,10 +125,28 @@ class TelemetryQueue:
         stamps on arrival keep their order; other telemetry keeps the device's time."""
         with self._live_lock:
             queued_at = self._queued_live.get(entry.seq)
+        ts_ms = payload_ts_ms(entry.payload)
+        if ts_ms is not None and not mark_is_credible(ts_ms, self._clock()):
+            return self._far_ahead(entry, ts_ms)
         if not entry.ota_state and not is_live(queued_at, self._monotonic()):
             return entry.payload
         flat = flat_payload(entry.payload)
         return entry.payload if flat is None else flat
+
+    def _far_ahead(self, entry: OutboxEntry, ts_ms: int) -> bytes:
+        """An entry stamped by a clock far ahead (an earlier run's, or this one's before
+        it was set): its ``ts`` would stay ThingsBoard's latest value for years and hide
+        every later report, so it goes out flat (stamped on arrival), or stamped now."""
+        logger.warning(
+            "outbox entry {} is stamped {} ms, far ahead of the clock: sent with the time "
+            "of its arrival instead",
+            entry.seq,
+            ts_ms,
+        )
+        flat = flat_payload(entry.payload)
+        if flat is not None:
+            return flat
+        return restamped(entry.payload, int(self._clock() * 1000))
 
     def _enqueue_locked(
         self, values: Mapping[str, object], *, ota_state: bool, connected: bool
