@@ -165,10 +165,6 @@ def test_an_engine_restart_during_the_health_grace_is_an_interruption(
 # --- a tag moved on the remote -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17/12 open: TEG_ALLOW_MOVED_TAGS (the moved-tag policy) is not implemented",
-)
 def test_a_tag_moved_on_the_remote_is_never_confirmed_silently(
     tmp_path: Path, docker_client: docker.DockerClient, base_v1_image: str
 ) -> None:

@@ -143,6 +143,7 @@ class FakeRuntime:
             started_at_ms=int(container.started_at * 1000),
             health=self._behaviour(container).health if container.running else Health.NONE,
             exit_code=container.exit_code,
+            commit=container.labels.get(COMMIT_LABEL),
         )
 
     def image_exists(self, tag: str) -> bool:
@@ -238,6 +239,12 @@ class FakeRuntime:
         self._check()
         self.calls.append(f"rmi {tag}")
         self.images.pop(tag, None)
+
+    def tag_image(self, tag: str, new_tag: str) -> None:
+        self._check()
+        self.calls.append(f"tag {tag} {new_tag}")
+        self.images[new_tag] = dict(self.images[tag])
+        self.image_created[new_tag] = self.image_created.get(tag, self.clock.now())
 
     def free_disk_bytes(self) -> int:
         self._check()
@@ -354,6 +361,8 @@ class FakeStore:
         self.crash_before: JournalPhase | None = None
         """Crash (after writing) the journal entry of this phase, before the phase runs."""
         self.fail_writes = False
+        self.commits: dict[str, str] = {}
+        """Version -> the commit it named at its first success (``record_commit``)."""
 
     def last_launched(self) -> str | None:
         return self.launched or self.default
@@ -385,6 +394,13 @@ class FakeStore:
     def set_known_good_history(self, history: Sequence[str]) -> None:
         self._write_check()
         self.good_history = list(history)
+
+    def recorded_commit(self, version: str) -> str | None:
+        return self.commits.get(version)
+
+    def record_commit(self, version: str, commit: str) -> None:
+        self._write_check()
+        self.commits[version] = commit
 
     def failed(self) -> FailedVersion | None:
         return self.failed_version

@@ -12,6 +12,8 @@ Files (all written with :func:`~teg_ota.adapters.atomic_file.write_atomic`):
 * ``last_ota_answer.json``: ``{"state": "UPDATED"|"FAILED", "version": ..., "title": ...}``,
   the last terminal state told to ThingsBoard (the version as assigned, possibly invalid).
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
+* ``resolved_versions.json``: what each version named at its first success
+  (:mod:`teg_ota.adapters.resolved_files`).
 
 Reading never crashes the gateway: a missing, empty or corrupt file reads as "unknown"
 (the configured default for the last-launched version) plus a warning; a corrupt journal is
@@ -47,6 +49,7 @@ from teg_ota.adapters.known_good_files import (
     read_history,
     write_history,
 )
+from teg_ota.adapters.resolved_files import RESOLVED_FILE, read_resolved, write_resolved
 from teg_ota.adapters.store_files import (
     CORRUPT_SUFFIX,
     MAX_JSON_FILE_BYTES,
@@ -120,6 +123,7 @@ class FileVersionStore:
             FAILED_FILE,
             ANSWER_FILE,
             JOURNAL_FILE,
+            RESOLVED_FILE,
         ):
             for stale in remove_stale_temp_files(self._dir / name, older_than=stale_temp_after):
                 logger.info("Removed leftover temporary file {}", stale)
@@ -172,6 +176,16 @@ class FileVersionStore:
                 values.append(value)
         with self._lock:
             write_history(self._files, values[:MAX_KNOWN_GOOD_HISTORY])
+
+    # -- what each version named ---------------------------------------------------------
+
+    def recorded_commit(self, version: str) -> str | None:
+        with self._lock:
+            return read_resolved(self._files).get(version)
+
+    def record_commit(self, version: str, commit: str) -> None:
+        with self._lock:
+            write_resolved(self._files, version, commit)
 
     # -- failed version -------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class Settings:
     build_timeout_s: float = 1800.0
     min_free_disk_mb: int = 512
     keep_older_images: int = 1
+    allow_moved_tags: bool = False
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0
     backoff_reset_s: float = 600.0
@@ -101,6 +102,7 @@ class Settings:
             stop_grace_s=self.stop_grace_s,
             min_free_disk_bytes=self.min_free_disk_mb * 2**20,
             keep_older_images=self.keep_older_images,
+            allow_moved_tags=self.allow_moved_tags,
         )
 
     def watchdog_settings(self) -> WatchdogSettings:
@@ -260,6 +262,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_CONTROLLER_MOUNTS": ("controller_mounts", _mounts),
     "TEG_PRUNE_ALL_CONTAINERS": ("prune_all_containers", _bool),
     "TEG_SW_TITLE": ("sw_title", _optional),
+    "TEG_ALLOW_MOVED_TAGS": ("allow_moved_tags", _bool),
     "TEG_HEALTH_GRACE_S": ("health_grace_s", _seconds),
     "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", _seconds),
     "TEG_STOP_GRACE_S": ("stop_grace_s", _seconds),

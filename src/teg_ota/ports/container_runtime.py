@@ -95,6 +95,11 @@ class ContainerRuntime(Protocol):
 
     def remove_image(self, tag: str) -> None: ...
 
+    def tag_image(self, tag: str, new_tag: str) -> None:
+        """Give the image ``tag`` names a second name ``new_tag`` (kept when ``tag`` is
+        rebuilt: what a rollback to it starts)."""
+        ...
+
     def free_disk_bytes(self) -> int:
         """Free space where the engine stores images (its data root)."""
         ...

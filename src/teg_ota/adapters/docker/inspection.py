@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from teg_ota.domain.model.controller import (
+    COMMIT_LABEL,
     VERSION_LABEL,
     ControllerExit,
     ControllerState,
@@ -130,6 +131,7 @@ def controller_state_from(
         version = version_from_image(image_prefix, image_name)
     running = bool(state.get("Running"))
     exit_code = state.get("ExitCode")
+    commit = labels_of(attrs).get(COMMIT_LABEL)
     return ControllerState(
         exists=True,
         running=running,
@@ -138,6 +140,7 @@ def controller_state_from(
         started_at_ms=parse_docker_time_ms(state.get("StartedAt")),
         health=health_of(state),
         exit_code=None if running or not isinstance(exit_code, int) else exit_code,
+        commit=commit if isinstance(commit, str) and commit else None,
     )
 
 

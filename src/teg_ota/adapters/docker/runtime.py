@@ -259,6 +259,13 @@ class DockerRuntime:
                 return
         logger.info("removed image {}", tag)
 
+    def tag_image(self, tag: str, new_tag: str) -> None:
+        self._check_tag(tag, ContainerRuntimeError)
+        self._check_tag(new_tag, ContainerRuntimeError)
+        repository, _, name = new_tag.rpartition(":")
+        with self._engine(f"tagging image {tag} as {new_tag}") as client:
+            client.api.tag(tag, repository, name, force=True)
+
     def free_disk_bytes(self) -> int:
         with self._engine("reading the engine's data root") as client:
             info = client.info() or {}

@@ -26,6 +26,11 @@ class UpdateContext:
     """Target of the update being performed right now, if any."""
     fingerprint: str | None = None
     """The current build/run settings' fingerprint (``UpdateSettings.fingerprint``)."""
+    running_commit: str | None = None
+    """The commit label of the running container (None: unlabelled, e.g. the old gateway's)."""
+    recorded_commit: str | None = None
+    """The commit the requested version named at its first successful update, if recorded."""
+    allow_moved_tags: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class AlreadyRunning:
     """Report UPDATED with the running version so the dashboard is right."""
 
     version: str
+    recheck: bool = False
+    """Moved tags are allowed: ask the remote what the tag names now before confirming."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,12 @@ def decide_update(context: UpdateContext) -> Decision:
             return Ignore(f"already updating to {version}")
         return Defer(version)
     if context.running_version == version.value:
-        return AlreadyRunning(version.value)
+        running, recorded = context.running_commit, context.recorded_commit
+        if running is not None and recorded is not None and running != recorded:
+            # Named like the version but not what it was installed as: never confirmed.
+            return StartUpdate(version, clears_failed=context.failed is not None)
+        recheck = context.allow_moved_tags and not version.is_commit and running is not None
+        return AlreadyRunning(version.value, recheck=recheck)
     failed = context.failed
     if failed is not None and not failed.applies_under(context.fingerprint):
         failed = None  # remembered under other build/run settings: the gateway may have erred

@@ -16,6 +16,7 @@ from teg_ota.domain.model.errors import (
     FetchFailed,
     GatewayFault,
     RuntimeUnavailable,
+    TagMoved,
     VersionStoreError,
 )
 
@@ -26,11 +27,12 @@ class Blame(enum.StrEnum):
     GATEWAY = "gateway"
     """The gateway's own fault (its files, its disk): fix the gateway, retry the same version."""
     NOBODY = "nobody"
-    """Transient or an interruption (origin unreachable, power cut): retried when re-sent."""
+    """Transient, an interruption (origin unreachable, power cut) or the remote's doing (a
+    moved tag): retried when re-sent."""
 
 
 def blame(error: BaseException) -> Blame:
-    if isinstance(error, FetchFailed | RuntimeUnavailable):
+    if isinstance(error, FetchFailed | RuntimeUnavailable | TagMoved):
         return Blame.NOBODY
     if isinstance(error, VersionStoreError | DiskSpaceLow | GatewayFault):
         return Blame.GATEWAY

@@ -30,6 +30,8 @@ class ControllerState:
     started_at_ms: int | None = None
     health: Health = Health.NONE
     exit_code: int | None = None
+    commit: str | None = None
+    """The commit/digest label of the container (what it was started from), if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,11 @@ class VerificationFailed(UpdateFailed):
     """The image that would run does not carry the commit the requested version resolves to."""
 
 
+class TagMoved(UpdateFailed):
+    """A tag now names another commit than the one it named when it was installed: refused
+    unless moved tags are allowed (``TEG_ALLOW_MOVED_TAGS``), never confirmed silently."""
+
+
 class HealthCheckFailed(UpdateFailed):
     """The new controller exited or turned unhealthy within the health grace period."""
 

@@ -23,6 +23,9 @@ class UpdateSettings:
     fingerprint: str | None = None
     """A digest of the build and run settings (the app computes it): a failure remembered
     under other settings is not held against a version."""
+    allow_moved_tags: bool = False
+    """A tag that now names another commit than at its first success is rebuilt (and a
+    re-sent assignment of the running tag checks the remote), instead of refused."""
 
     def __post_init__(self) -> None:
         if self.health_grace_s < 0 or self.health_timeout_s < 0 or self.stop_grace_s < 0:

@@ -11,7 +11,12 @@ import logging
 
 from teg_ota.domain.core.images import images_to_remove
 from teg_ota.domain.model.controller import COMMIT_LABEL, VERSION_LABEL
-from teg_ota.domain.model.errors import DiskSpaceLow, InvalidVersion, VerificationFailed
+from teg_ota.domain.model.errors import (
+    DiskSpaceLow,
+    InvalidVersion,
+    TagMoved,
+    VerificationFailed,
+)
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.package import BuildContext, ImageArchive, PackageRef
 from teg_ota.domain.model.settings import UpdateSettings
@@ -41,8 +46,18 @@ class ImageMaker:
     def tag(self, version: Version) -> str:
         return image_tag(self._settings.image_prefix, version)
 
-    def make(self, package: PackageRef, listener: ProgressListener = quiet) -> str:
-        """The digest of an image for ``package`` that now exists locally."""
+    def make(
+        self,
+        package: PackageRef,
+        listener: ProgressListener = quiet,
+        *,
+        recorded: str | None = None,
+    ) -> str:
+        """The digest of an image for ``package`` that now exists locally.
+
+        ``recorded``: what the version named at its first success. A tag that names another
+        commit now is refused (:class:`TagMoved`) before anything is built, unless moved tags
+        are allowed: then it is rebuilt from what it names now."""
         version, tag = package.version, self.tag(package.version)
         labels = self._runtime.image_labels(tag)
         cached = labels.get(COMMIT_LABEL) if labels is not None else None
@@ -54,6 +69,8 @@ class ImageMaker:
                 raise
             log.warning("fetch failed (%s); using the cached image %s", exc, tag)
             return cached
+        if recorded is not None and digest != recorded and not version.is_commit:
+            self._check_move(version, recorded, digest)
         if cached == digest:
             notify(listener, f"[{OtaState.DOWNLOADING}] image {tag} already built")
             return digest
@@ -80,6 +97,39 @@ class ImageMaker:
             self._source.release(staged)
         return digest
 
+    def _check_move(self, version: Version, recorded: str, digest: str) -> None:
+        moved = (
+            f"tag {version} moved on the remote: it named {recorded[:12]} when it was "
+            f"installed and names {digest[:12]} now"
+        )
+        if not self._settings.allow_moved_tags:
+            raise TagMoved(f"{moved}; not installed (TEG_ALLOW_MOVED_TAGS=1 rebuilds it)")
+        log.warning("%s; rebuilding it (moved tags are allowed)", moved)
+
+    def moved_from(self, package: PackageRef, running_commit: str) -> str | None:
+        """What the tag names now when that is not ``running_commit`` (moved tags allowed,
+        the tag re-sent while it runs); ``None`` when it did not move or cannot be asked."""
+        try:
+            digest = self._source.resolve(package)
+        except FetchFailed as exc:
+            log.warning(
+                "cannot ask whether %s moved (%s); it runs as installed", package.version, exc
+            )
+            return None
+        return None if digest == running_commit else digest
+
+    def keep_as_commit(self, version: Version, commit: str) -> str | None:
+        """Name ``version``'s current image after ``commit`` too, before the tag is rebuilt,
+        so a rollback starts what ran; that commit as a version, or ``None`` if it is none."""
+        try:
+            kept = parse_version(commit)
+        except InvalidVersion:
+            return None
+        if not kept.is_commit or kept == version:
+            return None
+        self._runtime.tag_image(self.tag(version), self.tag(kept))
+        return kept.value
+
     def verify(self, version: Version, digest: str) -> None:
         """The image that would run carries the digest the version resolved to."""
         tag = self.tag(version)
@@ -89,8 +139,7 @@ class ImageMaker:
         built = labels.get(COMMIT_LABEL)
         if built != digest:
             raise VerificationFailed(
-                f"image {tag} carries commit {built or 'none'}, but "
-                f"{version} resolves to {digest}"
+                f"image {tag} carries commit {built or 'none'}, but {version} resolves to {digest}"
             )
         if version.is_commit and digest != version.value:
             raise VerificationFailed(f"{version} resolved to another commit {digest}")

@@ -138,8 +138,17 @@ class UpdateFlow:
 
     # ---------------------------------------------------------------- the phases
 
+    def recorded_commit(self, version: str) -> str | None:
+        """What ``version`` named at its first success (unknown when the store fails)."""
+        try:
+            return self._store.recorded_commit(version)
+        except VersionStoreError as exc:
+            log.error("cannot read what %s named when installed: %s", version, exc)
+            return None
+
     def _prepare(self, run: UpdateRun) -> Result:
-        run.digest = self._images.make(run.package, run.on_progress)
+        recorded = self.recorded_commit(run.target)
+        run.digest = self._images.make(run.package, run.on_progress, recorded=recorded)
         return Done(digest=run.digest)
 
     def _verify(self, run: UpdateRun) -> Result:
@@ -249,7 +258,7 @@ class UpdateFlow:
                     failed = FailedVersion(run.target, error, self._settings.fingerprint)
                     self._guard("remember the failed version", self._store.set_failed, failed)
                 case RecordSuccess():
-                    error = self._record_success(run.target)
+                    error = self._record_success(run)
                     if error is not None:
                         return error
                 case ClearJournal():
@@ -279,9 +288,11 @@ class UpdateFlow:
             return str(exc)
         return None
 
-    def _record_success(self, version: str) -> str | None:
+    def _record_success(self, run: UpdateRun) -> str | None:
         """``None`` once recorded; else why not (the table then rolls back: a version the
-        gateway cannot record as launched is not the one a reboot would start)."""
+        gateway cannot record as launched is not the one a reboot would start). What a tag
+        named is recorded too: the moved-tag policy rests on it."""
+        version, commit = run.target, run.journal.commit or run.digest
         try:
             self._store.set_last_launched(version)
             history = known_good.after_success(self._store.known_good_history(), version)
@@ -289,8 +300,11 @@ class UpdateFlow:
         except VersionStoreError as exc:
             log.error("%s passed its health gate, but recording it failed: %s", version, exc)
             return str(exc)
-        # Not needed to claim the version: a stale failure record is only cleared.
+        # Not needed to claim the version: a stale failure record is only cleared, and
+        # without the commit record only a later move of the tag goes unnoticed (logged).
         self._guard("forget the failed version", self._store.set_failed, None)
+        if commit is not None and not run.package.version.is_commit:
+            self._guard(f"record what {version} names", self._store.record_commit, version, commit)
         return None
 
     @staticmethod

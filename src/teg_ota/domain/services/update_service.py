@@ -169,11 +169,18 @@ class UpdateService:
                 self._settings.sw_title,
                 failed=failed,
                 fingerprint=self._settings.fingerprint,
+                running_commit=state.commit if state.running else None,
+                recorded_commit=self._flow.recorded_commit(request.version),
+                allow_moved_tags=self._settings.allow_moved_tags,
             )
         )
         log.info("OTA request for %r: %s", request.version, type(decision).__name__)
         match decision:
-            case AlreadyRunning(version=version):
+            case AlreadyRunning(version=version, recheck=recheck):
+                if recheck and state.commit is not None:
+                    package = package_of(request, parse_version(version))
+                    if self._images.moved_from(package, state.commit) is not None:
+                        return self._update(package, state, on_progress or quiet)
                 if failed is not None and failed.version != version:
                     self._store.set_failed(None)
                 self._reporter.confirm_running(version)
@@ -333,6 +340,10 @@ class UpdateService:
         publish: bool = True,
     ) -> UpdateResult:
         previous = normalised(state.version) if state.running else None
+        if previous == package.version.value and state.commit is not None:
+            # The running version rebuilt over itself (a moved tag): a rollback starts the
+            # image it ran from, kept under its commit.
+            previous = self._keep_running_image(package.version, state.commit)
         if previous is None:
             # Nothing runs, or a controller whose version cannot be told: roll back to what
             # the store knows rather than to nothing.
@@ -358,6 +369,13 @@ class UpdateService:
             return self._flow.drive(run, phases.start())
         finally:
             self._in_flight = None
+
+    def _keep_running_image(self, version: Version, commit: str) -> str | None:
+        try:
+            return self._images.keep_as_commit(version, commit)
+        except ContainerRuntimeError as exc:
+            log.warning("cannot keep the image of %s for a rollback: %s", version, exc)
+            return None
 
     # ---------------------------------------------------------------- recovery
 
