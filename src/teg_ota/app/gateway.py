@@ -164,8 +164,10 @@ class Gateway:
         self.exclusive.run(self.service.report_current_software)
 
     def ensure_running(self) -> UpdateResult:
-        """Start-up: run the last launched version (else the default) if nothing runs.
-        When no version is known at all, the watchdog asks ThingsBoard and reports FAILED."""
+        """Start-up: run the last launched version (else the default, else the version of
+        the stopped controller container) if nothing runs, trying the next when one cannot
+        be started. When no version is known at all, the watchdog asks ThingsBoard and
+        reports FAILED."""
         return self.exclusive.run(self._ensure_running)
 
     def _ensure_running(self) -> UpdateResult:
@@ -178,11 +180,21 @@ class Gateway:
             return UpdateResult(Outcome.FAILED, error=str(exc))
         if state.running:
             return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
-        version = self._store.last_launched()
-        if version is None:
+        candidates = [self._store.last_launched(), state.version if state.exists else None]
+        result = UpdateResult(Outcome.FAILED, error="no controller version known")
+        tried: list[str] = []
+        for version in candidates:
+            if version is None or version in tried:
+                continue
+            if tried:
+                logger.warning("{} could not be started; trying {}", tried[-1], version)
+            tried.append(version)
+            result = self.service.launch(version)
+            if result.outcome in (Outcome.UPDATED, Outcome.ALREADY_RUNNING):
+                return result
+        if not tried:
             self.watchdog.restart_controller_if_needed()
-            return UpdateResult(Outcome.FAILED, error="no controller version known")
-        return self.service.launch(version)
+        return result
 
     def status(self) -> GatewayStatus:
         engine_error = None

@@ -252,8 +252,12 @@ class UpdateService:
             if state.running:
                 return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
             if self._images.start(parsed):
-                self._store.set_last_launched(parsed.value)
                 log.info("controller %s started", parsed)
+                try:
+                    self._store.set_last_launched(parsed.value)
+                except VersionStoreError as exc:
+                    # It runs: that is what counts, and what ThingsBoard is told.
+                    log.error("controller %s runs, but recording it failed: %s", parsed, exc)
                 self.report_current_software()
                 return UpdateResult(Outcome.UPDATED, parsed.value, parsed.value)
             # Its image is gone: the full safe update builds it, but tells ThingsBoard only
