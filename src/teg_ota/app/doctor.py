@@ -1,35 +1,35 @@
-"""``teg-ota doctor``: check each thing the gateway depends on and say how to fix it."""
+"""``teg-ota doctor``: check each thing the gateway depends on and say how to fix it.
+
+Docker, the repository and the broker here; the gateway's own state (the data directory,
+its records, the outbox, the lock) in :mod:`teg_ota.app.doctor_state`, which only reads
+and can be run on a data directory path alone. Every check yields a :class:`Check`; a
+failed one names the exact path or setting and the fix (``cli`` prints them, and exits 1
+when any failed).
+"""
 
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from teg_ota.app.container import build_container
+from teg_ota.app.doctor_check import Check
+from teg_ota.app.doctor_state import state_checks
 from teg_ota.app.settings import Settings
 from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
 from teg_ota.ports.source_repo import SourceRepo, SourceRepoError
 
+__all__ = ["Check", "run_checks", "state_checks"]
+
 _BROKER_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def run_checks(settings: Settings) -> Iterator[Check]:
     container = build_container(settings)
     yield _docker(container.runtime(), settings)
     yield _repository(container.repo(), settings)
-    yield _data_dir(settings)
+    yield from state_checks(settings)
     yield _broker(settings)
 
 
@@ -64,24 +64,6 @@ def _repository(source: SourceRepo, settings: Settings) -> Check:
     except SourceRepoError as exc:
         return Check("repository", False, str(exc), "check CONTROLLER_GIT_PATH")
     return Check("repository", True, f"{settings.git_path} at {commit or 'no commit yet'}")
-
-
-def _data_dir(settings: Settings) -> Check:
-    path = Path(settings.data_path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-") as probe:
-            probe.write(b"ok")
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        return Check(
-            "data directory",
-            False,
-            f"{path}: {exc.strerror}",
-            "make GATEWAY_DATA_PATH a writable directory",
-        )
-    return Check("data directory", True, f"{path} is writable")
 
 
 def _broker(settings: Settings) -> Check:
