@@ -50,6 +50,8 @@ CASES = [
      back(recovery.NOT_RUNNING_AFTER_RESTART, False)),
     ("ROLLING_BACK", journal(JournalPhase.ROLLING_BACK, error="exited", version_at_fault=True),
      DOWN, back("exited", True)),
+    ("COMMITTING, the previous version is there", journal(JournalPhase.COMMITTING), OLD,
+     back(recovery.UNRECORDED_ROLLBACK, False)),
     ("COMMITTING", journal(JournalPhase.COMMITTING), DOWN, Step((), next=Phase.COMMITTING)),
 ]
 
@@ -70,6 +72,16 @@ def test_every_row_of_the_table_has_a_case() -> None:
 def test_an_interrupted_rollback_without_a_cause_says_it_was_interrupted() -> None:
     step = recovery.resume(journal(JournalPhase.ROLLING_BACK, version_at_fault=False), DOWN)
     assert step == back(recovery.INTERRUPTED_ROLLBACK, False)
+
+
+def test_committing_with_the_previous_version_stopped_finishes_the_rollback() -> None:
+    """A power cut after the unrecorded rollback: the previous version's container is
+    there, stopped; it is the rollback's (only a rollback puts it back after the gate)."""
+    stopped_old = ControllerState(exists=True, running=False, version="v1.0", exit_code=0)
+    interrupted = journal(JournalPhase.COMMITTING)
+    assert recovery.row(interrupted, stopped_old) == "COMMITTING, the previous version is there"
+    first_install = UpdateJournal("v1.1", None, JournalPhase.COMMITTING, 0.0)
+    assert recovery.row(first_install, OLD) == "COMMITTING"
 
 
 def test_health_check_on_another_version_than_the_target_rolls_back() -> None:

@@ -29,6 +29,10 @@ INTERRUPTED_PREPARING = "interrupted while preparing (gateway restarted)"
 INTERRUPTED_SWAP = "interrupted during the swap (gateway restarted)"
 INTERRUPTED_ROLLBACK = "interrupted while rolling back (gateway restarted)"
 NOT_RUNNING_AFTER_RESTART = "the new controller was not running after a restart"
+UNRECORDED_ROLLBACK = (
+    "rolled back after its health gate: the gateway could not record its success (nor the "
+    "rollback: its disk was full or read-only)"
+)
 
 class Row(enum.StrEnum):
     """The rows of the recovery table, in its order (docs/architecture.md prints the same)."""
@@ -41,6 +45,7 @@ class Row(enum.StrEnum):
     HEALTH_CHECK_RUNNING = "HEALTH_CHECK, the new controller runs"
     HEALTH_CHECK_DOWN = "HEALTH_CHECK, it does not run"
     ROLLING_BACK = "ROLLING_BACK"
+    COMMITTING_PREVIOUS_THERE = "COMMITTING, the previous version is there"
     COMMITTING = "COMMITTING"
 
 
@@ -74,6 +79,12 @@ def row(journal: UpdateJournal, engine: ControllerState) -> Row:
             return Row.HEALTH_CHECK_DOWN
         case JournalPhase.ROLLING_BACK:
             return Row.ROLLING_BACK
+        case JournalPhase.COMMITTING if (
+            engine.exists
+            and journal.previous not in (None, journal.target)
+            and engine.version == journal.previous
+        ):
+            return Row.COMMITTING_PREVIOUS_THERE
         case JournalPhase.COMMITTING:
             return Row.COMMITTING
 
@@ -116,6 +127,10 @@ def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
             return _roll_back(
                 journal.error or INTERRUPTED_ROLLBACK, at_fault=journal.version_at_fault
             )
+        case Row.COMMITTING_PREVIOUS_THERE:
+            # Only a rollback puts the previous version back after the gate: the success
+            # could not be recorded, nor the rollback. FAILED is what was said: finish it.
+            return _roll_back(UNRECORDED_ROLLBACK, at_fault=False)
         case Row.COMMITTING:
             # The gate had passed and UPDATED may be out: finish, never roll back.
             return Step((), next=Phase.COMMITTING)

@@ -223,7 +223,10 @@ class UpdateFlow:
                 log.warning("image of %s is gone; rebuilding it for the rollback", previous)
                 self._images.make(PackageRef(version))
                 self._images.start(version)
-            self._store.set_last_launched(previous)
+            # It runs: a failed record must not turn that into "nothing could be started".
+            self._guard(
+                "record the version rolled back to", self._store.set_last_launched, previous
+            )
             return Done(running=previous)
         except RuntimeUnavailable as exc:
             # The journal stays at ROLLING_BACK; recovery finishes once the engine is back.
