@@ -57,6 +57,7 @@ from teg_ota.adapters.store_files import (
     InvalidStoredVersion,
     StoreDir,
     checked_version,
+    parse_journal,
     reason,
     storable_version,
 )
@@ -271,13 +272,7 @@ class FileVersionStore:
             if text is None:
                 return None
             try:
-                data = json.loads(text)
-                if not isinstance(data, dict):
-                    raise ValueError("not a JSON object")
-                journal = UpdateJournal.from_dict(data)
-                checked_version(journal.target, "invalid target")
-                if journal.previous is not None:
-                    checked_version(journal.previous, "invalid previous version")
+                journal = parse_journal(text)
             except (ValueError, TypeError, RecursionError) as exc:
                 self._files.move_aside(JOURNAL_FILE, exc, "journal")
                 return None

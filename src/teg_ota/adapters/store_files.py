@@ -21,6 +21,7 @@ from loguru import logger
 
 from teg_ota.adapters.atomic_file import ensure_dir, fsync_dir, read_text_or_none, write_atomic
 from teg_ota.domain.model.errors import InvalidVersion
+from teg_ota.domain.model.journal import UpdateJournal
 from teg_ota.domain.model.versions import normalised, parse_version
 from teg_ota.ports.version_store import VersionStoreError
 
@@ -56,6 +57,19 @@ def checked_version(raw: object, what: str) -> str:
     if value is None:
         raise ValueError(f"{what}: {_why_invalid(raw)}")
     return value
+
+
+def parse_journal(text: str) -> UpdateJournal:
+    """The journal in ``text``, its versions checked. Raises ValueError/TypeError/
+    RecursionError (the store then moves it aside; the doctor only reports it)."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    journal = UpdateJournal.from_dict(data)
+    checked_version(journal.target, "invalid target")
+    if journal.previous is not None:
+        checked_version(journal.previous, "invalid previous version")
+    return journal
 
 
 def storable_version(raw: object, what: str) -> str:

@@ -9,7 +9,6 @@ runner and on a damaged directory.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +18,12 @@ from teg_ota.adapters.atomic_file import read_text_or_none
 from teg_ota.adapters.file_version_store import JOURNAL_FILE, MAX_JSON_FILE_BYTES
 from teg_ota.adapters.mqtt.outbox import OUTBOX_DIR_NAME
 from teg_ota.adapters.mqtt.outbox_health import first_file_in_the_way, nearest_existing
-from teg_ota.adapters.store_files import checked_version
+from teg_ota.adapters.store_files import parse_journal
 from teg_ota.app.doctor_check import DIRECTORY, MISSING, REGULAR, Check, describe, kind, remove_fix
 from teg_ota.app.doctor_lock import lock_check, runner_running
 from teg_ota.app.doctor_outbox import outbox_checks
 from teg_ota.app.doctor_records import record_checks
 from teg_ota.app.settings import Settings
-from teg_ota.domain.model.journal import UpdateJournal
 
 MIN_FREE_BYTES = 2**20
 """Less free space than this in the data directory's file system is a failure: the records
@@ -144,20 +142,6 @@ def _file_system_problem(directory: Path, data: Path | None = None) -> tuple[Che
 
 
 # -- the update journal ---------------------------------------------------------------------
-
-
-def parse_journal(text: str) -> UpdateJournal:
-    """The journal in ``text``, checked as :meth:`FileVersionStore.journal` checks it (which
-    cannot be called here: it moves a corrupt journal aside). Raises ValueError/TypeError/
-    RecursionError."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    journal = UpdateJournal.from_dict(data)
-    checked_version(journal.target, "invalid target")
-    if journal.previous is not None:
-        checked_version(journal.previous, "invalid previous version")
-    return journal
 
 
 def journal_check(data: Path, running: bool | None) -> Check:
