@@ -180,18 +180,18 @@ def test_an_outbox_that_cannot_persist_still_queues_stamped_messages(tmp_path: P
 
 def test_an_entry_stamped_far_ahead_goes_out_stamped_on_arrival(tmp_path: Path) -> None:
     """Queued by a run whose clock read 80 years ahead: its ts would stay ThingsBoard's
-    latest value until 2106, so it goes out flat; one a few hours ahead keeps its ts."""
+    latest value until 2106, so it goes out flat, and so does what was queued after it
+    (arriving older than it, it would lose to it); a later backlog keeps its ts."""
     queue, outbox, wall, _ = make_queue(tmp_path)
     wall.now = NOW_S + 80 * 365 * 86400
     queue.enqueue({"controller_restarts": 1}, ota_state=False, connected=False)
     wall.now = NOW_S + 3600
     queue.enqueue({"controller_restarts": 2}, ota_state=False, connected=False)
-    wall.now = NOW_S
-    # The second entry was stamped after the far mark was discarded: an hour ahead.
-    assert sent(queue, outbox) == [
-        {"controller_restarts": 1},
-        {"ts": NOW_MS + 3_600_000, "values": {"controller_restarts": 2}},
-    ]
+    assert sent(queue, outbox) == [{"controller_restarts": 1}, {"controller_restarts": 2}]
+    for entry in outbox.entries():
+        outbox.remove(entry.seq)
+    queue.enqueue({"controller_restarts": 3}, ota_state=False, connected=False)
+    assert sent(queue, outbox) == [{"ts": NOW_MS + 3_600_001, "values": {"controller_restarts": 3}}]
 
 
 def test_a_far_ahead_entry_whose_values_hold_ts_is_restamped_now(tmp_path: Path) -> None:

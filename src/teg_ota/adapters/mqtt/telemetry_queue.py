@@ -57,7 +57,8 @@ class TelemetryQueue:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
-        self._clock = clock
+        self._flat_through: int | None = None
+        """Entries up to this sequence go out flat (a far-ahead stamp was found)."""
         self._stamps = TimestampMark(mark_path(outbox.directory), clock)
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -125,28 +126,45 @@ class TelemetryQueue:
         stamps on arrival keep their order; other telemetry keeps the device's time."""
         with self._live_lock:
             queued_at = self._queued_live.get(entry.seq)
-        ts_ms = payload_ts_ms(entry.payload)
-        if ts_ms is not None and not mark_is_credible(ts_ms, self._clock()):
-            return self._far_ahead(entry, ts_ms)
+        if self._far_ahead(entry):
+            return self._stamped_on_arrival(entry)
         if not entry.ota_state and not is_live(queued_at, self._monotonic()):
             return entry.payload
         flat = flat_payload(entry.payload)
         return entry.payload if flat is None else flat
 
-    def _far_ahead(self, entry: OutboxEntry, ts_ms: int) -> bytes:
-        """An entry stamped by a clock far ahead (an earlier run's, or this one's before
-        it was set): its ``ts`` would stay ThingsBoard's latest value for years and hide
-        every later report, so it goes out flat (stamped on arrival), or stamped now."""
+    def _far_ahead(self, entry: OutboxEntry) -> bool:
+        """Whether ``entry`` must lose its ``ts``: it, or an entry queued after it, was
+        stamped by a clock far ahead (an earlier run's, or this one's before it was set).
+        Such a ts stays ThingsBoard's latest value for years and hides every later report;
+        and what was queued after it must not arrive older than it, so the whole backlog
+        up to the newest entry then goes out stamped on arrival, in order."""
+        if self._flat_through is not None and entry.seq <= self._flat_through:
+            return True
+        ts_ms = payload_ts_ms(entry.payload)
+        if ts_ms is None:
+            return False
+        now_s = self._stamps.clock_s
+        if now_s is None:  # nothing stamped yet by this process
+            now_s = self._stamps.read_clock()
+        if mark_is_credible(ts_ms, now_s):
+            return False
+        newest = max((queued.seq for queued in self._outbox.entries()), default=entry.seq)
+        self._flat_through = max(newest, entry.seq)
         logger.warning(
-            "outbox entry {} is stamped {} ms, far ahead of the clock: sent with the time "
-            "of its arrival instead",
+            "outbox entry {} is stamped {:.0f} days ahead of the clock: it and the {} "
+            "message(s) queued after it go out stamped on arrival instead",
             entry.seq,
-            ts_ms,
+            (ts_ms / 1000 - now_s) / 86400,
+            self._flat_through - entry.seq,
         )
+        return True
+
+    def _stamped_on_arrival(self, entry: OutboxEntry) -> bytes:
         flat = flat_payload(entry.payload)
         if flat is not None:
             return flat
-        return restamped(entry.payload, int(self._clock() * 1000))
+        return restamped(entry.payload, int((self._stamps.clock_s or 0.0) * 1000))
 
     def _enqueue_locked(
         self, values: Mapping[str, object], *, ota_state: bool, connected: bool

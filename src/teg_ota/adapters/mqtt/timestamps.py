@@ -163,6 +163,9 @@ class TimestampMark:
         self._dir_ready = False
         self._save_failing = False
         self._discard_warnings = _Throttle(monotonic)
+        self.clock_s: float | None = None
+        """The clock's latest reading here (``None`` before the first): what was queued is
+        judged against it without reading the clock once more per message sent."""
         self._last_ms = self._load()
 
     @property
@@ -189,7 +192,12 @@ class TimestampMark:
         if value is None:
             logger.warning("Telemetry timestamp mark {} is not a number; ignored", path)
             return 0
-        return self._credible(value, self._clock())
+        return self._credible(value, self.read_clock())
+
+    def read_clock(self) -> float:
+        """The clock now (remembered as :attr:`clock_s`)."""
+        self.clock_s = self._clock()
+        return self.clock_s
 
     def _credible(self, mark_ms: int, now_s: float) -> int:
         """``mark_ms`` if credible at ``now_s``; else 0, with a (rate-limited) warning."""
@@ -206,7 +214,7 @@ class TimestampMark:
         return kept
 
     def next_ms(self) -> int:
-        now_s = self._clock()
+        now_s = self.read_clock()
         self._last_ms = self._credible(self._last_ms, now_s)
         return next_stamp_ms(now_s, self._last_ms)
 
@@ -214,7 +222,7 @@ class TimestampMark:
         """Raise the mark to the clock's now (an attribute message just arrived): every later
         ``ts`` is after it. Written like a commit; a no-op when the mark is already ahead
         (and credible)."""
-        now_s = self._clock()
+        now_s = self.read_clock()
         self._last_ms = self._credible(self._last_ms, now_s)
         now_ms = int(now_s * 1000)
         if now_ms > self._last_ms:
