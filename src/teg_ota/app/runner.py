@@ -62,6 +62,12 @@ class Runner:
     async def run(self, stop: asyncio.Event) -> int:
         self._loop = asyncio.get_running_loop()
         logger.info("teg-ota runner starting (data in {})", self._settings.data_path)
+        if self._settings.original_names:
+            logger.info(
+                "read the original gateway's variables: {} (teg-ota's names win when both "
+                "are set; docs/migration.md)",
+                ", ".join(self._settings.original_names),
+            )
         link = self._container.telemetry()
         tasks: list[asyncio.Task[None]] = []
         # Start-up may build the first controller (minutes): a stop request must not wait

@@ -20,25 +20,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from teg_ota.app import settings_parsers as p
+from teg_ota.app.settings_aliases import ALIASES, read_aliases
+from teg_ota.app.settings_parsers import ConfigError
+
+__all__ = [
+    "ALIASES",
+    "MAX_SECRET_FILE_BYTES",
+    "VARIABLES",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "read_secret_file",
+    "unknown_variables",
+]
 from teg_ota.domain.core.backoff import BackoffPolicy
-from teg_ota.domain.model.errors import InvalidVersion
 from teg_ota.domain.model.settings import UpdateSettings, WatchdogSettings
-from teg_ota.domain.model.versions import parse_version
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A setting has an invalid value; the message names the variable."""
-
-
-_PREFIX_RE = re.compile(r"(?=.{1,40}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*-?")
-"""At most 40 characters: with the longest encoded version the image name stays within
-Docker's 255-character limit."""
-_CONTAINER_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-_NETWORK_RE = re.compile(r"host|none|bridge|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}")
-_RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DEFAULT_GIT_PATH = "/opt/teg/controller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Settings:
     mqtt_key_file: str | None = None
     mqtt_client_id: str | None = None
     data_path: str = "/var/lib/teg-ota"
-    git_path: str = "/opt/teg/controller"
+    git_path: str = DEFAULT_GIT_PATH
     git_url: str | None = field(default=None, repr=False)
     default_version: str | None = None
     container_name: str = "teg_controller"
@@ -67,10 +69,33 @@ class Settings:
     controller_env: Mapping[str, str] = field(default_factory=dict)
     controller_mounts: tuple[str, ...] = ()
     prune_all_containers: bool = False
+    build_context: str | None = None
+    """Relative to the work tree; ``None``: ``docker/`` when it holds a Dockerfile, else the
+    work tree (the original gateway's layout first)."""
+    dockerfile: str = "Dockerfile"
+    """Relative to the build context."""
+    build_args: Mapping[str, str] = field(default_factory=dict, repr=False)
+    log_driver: str = "json-file"
+    log_options: Mapping[str, str] = field(
+        default_factory=lambda: {"max-size": "10m", "max-file": "5"}
+    )
+    controller_data_path: str | None = None
+    """Host directory mounted at ``/root/data``; ``None``: the gateway's data dir, as the
+    original gateway did (the controller shares files with it there)."""
+    controller_logs_path: str | None = None
+    """Host directory mounted at ``/root/logs``; ``None``: ``<controller data>/logs``."""
+    default_mounts: bool = True
+    """The original's mounts: data, logs, and the Pi tools that exist on the host."""
+    crash_log_lines: int = 50
+    uptime_telemetry_s: float = 20.0
+    """``ms_since_controller_startup`` every this many seconds; 0 turns it off."""
+    provision_key: str | None = field(default=None, repr=False)
+    provision_secret: str | None = field(default=None, repr=False)
+    device_name: str | None = None
     sw_title: str | None = None
     health_grace_s: float = 30.0
     health_timeout_s: float = 120.0
-    stop_grace_s: float = 10.0
+    stop_grace_s: float = 60.0
     build_timeout_s: float = 1800.0
     min_free_disk_mb: int = 512
     keep_older_images: int = 1
@@ -81,6 +106,8 @@ class Settings:
     watchdog_interval_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
+    original_names: tuple[str, ...] = ()
+    """The original gateway's variables that were read (logged once at start-up)."""
 
     def mqtt_secrets(self) -> tuple[str | None, str | None]:
         """``(token, password)``. :func:`load_settings` has read the ``*_FILE`` ones
@@ -118,163 +145,59 @@ class Settings:
 # --------------------------------------------------------------------- parsing
 
 
-def _text(value: str) -> str:
-    return value
-
-
-def _optional(value: str) -> str | None:
-    return value or None
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected 0 or 1")
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError("expected a TCP port between 1 and 65535")
-    return port
-
-
-def _seconds(value: str) -> float:
-    seconds = float(value)
-    if not 0 <= seconds <= 7 * 24 * 3600:  # also false for NaN
-        raise ValueError("expected a number of seconds between 0 and 604800")
-    return seconds
-
-
-def _positive_seconds(value: str) -> float:
-    seconds = _seconds(value)
-    if seconds <= 0:
-        raise ValueError("expected a number of seconds greater than 0")
-    return seconds
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("expected a whole number >= 0")
-    return number
-
-
-def _existing_file(value: str) -> str | None:
-    if not value:
-        return None
-    if not Path(value).is_file():
-        raise ValueError(f"no such file: {value}")
-    return value
-
-
-def _version(value: str) -> str | None:
-    if not value:
-        return None
-    try:
-        return parse_version(value).value
-    except InvalidVersion as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise ValueError(f"not a valid {what}")
-        return value
-
-    return check
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return value
-
-    return check
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("expected TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return level
-
-
-def _env_map(value: str) -> dict[str, str]:
-    """``KEY=value`` pairs separated by newlines or ``;``."""
-    result: dict[str, str] = {}
-    for item in re.split(r"[;\n]", value):
-        if not item.strip():
-            continue
-        key, sep, val = item.strip().partition("=")
-        if not sep or not _ENV_NAME_RE.fullmatch(key):
-            # the value may be a secret: name the position, never echo the entry
-            raise ValueError(f"entry {len(result) + 1} is not KEY=value (pairs separated by ';')")
-        result[key] = val
-    return result
-
-
-def _mounts(value: str) -> tuple[str, ...]:
-    """``/host:/container[:ro|rw]`` entries separated by ``;`` or newlines."""
-    mounts = []
-    for raw in re.split(r"[;\n]", value):
-        item = raw.strip()
-        if not item:
-            continue
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or not all(p.startswith("/") for p in parts[:2]):
-            raise ValueError(f"expected /host/path:/container/path[:ro], got {item!r}")
-        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-            raise ValueError(f"mount mode must be ro or rw in {item!r}")
-        mounts.append(item)
-    return tuple(mounts)
-
-
 # variable name -> (field name, parser)
 VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
-    "TEG_MQTT_HOST": ("mqtt_host", _matching(re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}"), "host")),
-    "TEG_MQTT_PORT": ("mqtt_port", _port),
-    "TEG_MQTT_TOKEN": ("mqtt_token", _optional),
-    "TEG_MQTT_TOKEN_FILE": ("mqtt_token_file", _optional),
-    "TEG_MQTT_USERNAME": ("mqtt_username", _optional),
-    "TEG_MQTT_PASSWORD": ("mqtt_password", _optional),
-    "TEG_MQTT_PASSWORD_FILE": ("mqtt_password_file", _optional),
-    "TEG_MQTT_TLS": ("mqtt_tls", _bool),
-    "TEG_MQTT_CA_FILE": ("mqtt_ca_file", _existing_file),
-    "TEG_MQTT_CERT_FILE": ("mqtt_cert_file", _existing_file),
-    "TEG_MQTT_KEY_FILE": ("mqtt_key_file", _existing_file),
-    "TEG_MQTT_CLIENT_ID": ("mqtt_client_id", _optional),
-    "GATEWAY_DATA_PATH": ("data_path", _text),
-    "CONTROLLER_GIT_PATH": ("git_path", _text),
-    "TEG_CONTROLLER_GIT_URL": ("git_url", _optional),
-    "TEG_DEFAULT_CONTROLLER_VERSION": ("default_version", _version),
-    "TEG_CONTROLLER_CONTAINER": ("container_name", _matching(_CONTAINER_RE, "container name")),
-    "TEG_CONTROLLER_IMAGE_PREFIX": ("image_prefix", _matching(_PREFIX_RE, "image prefix")),
-    "TEG_CONTROLLER_PRIVILEGED": ("privileged", _bool),
-    "TEG_CONTROLLER_NETWORK_MODE": ("network_mode", _matching(_NETWORK_RE, "network mode")),
-    "TEG_CONTROLLER_RESTART_POLICY": ("restart_policy", _choice(*_RESTART_POLICIES)),
-    "TEG_CONTROLLER_ENV": ("controller_env", _env_map),
-    "TEG_CONTROLLER_MOUNTS": ("controller_mounts", _mounts),
-    "TEG_PRUNE_ALL_CONTAINERS": ("prune_all_containers", _bool),
-    "TEG_SW_TITLE": ("sw_title", _optional),
-    "TEG_ALLOW_MOVED_TAGS": ("allow_moved_tags", _bool),
-    "TEG_HEALTH_GRACE_S": ("health_grace_s", _seconds),
-    "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", _seconds),
-    "TEG_STOP_GRACE_S": ("stop_grace_s", _seconds),
-    "TEG_BUILD_TIMEOUT_S": ("build_timeout_s", _positive_seconds),
-    "TEG_MIN_FREE_DISK_MB": ("min_free_disk_mb", _count),
-    "TEG_KEEP_OLDER_IMAGES": ("keep_older_images", _count),
-    "TEG_BACKOFF_INITIAL_S": ("backoff_initial_s", _positive_seconds),
-    "TEG_BACKOFF_MAX_S": ("backoff_max_s", _positive_seconds),
-    "TEG_BACKOFF_RESET_S": ("backoff_reset_s", _positive_seconds),
-    "TEG_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", _positive_seconds),
-    "TEG_LOG_LEVEL": ("log_level", _log_level),
-    "TEG_LOG_FORMAT": ("log_format", _choice("text", "json")),
+    "TEG_MQTT_HOST": ("mqtt_host", p.matching(re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}"), "host")),
+    "TEG_MQTT_PORT": ("mqtt_port", p.port),
+    "TEG_MQTT_TOKEN": ("mqtt_token", p.optional),
+    "TEG_MQTT_TOKEN_FILE": ("mqtt_token_file", p.optional),
+    "TEG_MQTT_USERNAME": ("mqtt_username", p.optional),
+    "TEG_MQTT_PASSWORD": ("mqtt_password", p.optional),
+    "TEG_MQTT_PASSWORD_FILE": ("mqtt_password_file", p.optional),
+    "TEG_MQTT_TLS": ("mqtt_tls", p.boolean),
+    "TEG_MQTT_CA_FILE": ("mqtt_ca_file", p.existing_file),
+    "TEG_MQTT_CERT_FILE": ("mqtt_cert_file", p.existing_file),
+    "TEG_MQTT_KEY_FILE": ("mqtt_key_file", p.existing_file),
+    "TEG_MQTT_CLIENT_ID": ("mqtt_client_id", p.optional),
+    "GATEWAY_DATA_PATH": ("data_path", p.text),
+    "CONTROLLER_GIT_PATH": ("git_path", p.text),
+    "TEG_CONTROLLER_GIT_URL": ("git_url", p.optional),
+    "TEG_DEFAULT_CONTROLLER_VERSION": ("default_version", p.version),
+    "TEG_CONTROLLER_CONTAINER": ("container_name", p.matching(p.CONTAINER_RE, "container name")),
+    "TEG_CONTROLLER_IMAGE_PREFIX": ("image_prefix", p.matching(p.PREFIX_RE, "image prefix")),
+    "TEG_CONTROLLER_PRIVILEGED": ("privileged", p.boolean),
+    "TEG_CONTROLLER_NETWORK_MODE": ("network_mode", p.matching(p.NETWORK_RE, "network mode")),
+    "TEG_CONTROLLER_RESTART_POLICY": ("restart_policy", p.choice(*p.RESTART_POLICIES)),
+    "TEG_CONTROLLER_ENV": ("controller_env", p.env_map),
+    "TEG_CONTROLLER_MOUNTS": ("controller_mounts", p.mounts),
+    "TEG_PRUNE_ALL_CONTAINERS": ("prune_all_containers", p.boolean),
+    "TEG_CONTROLLER_BUILD_CONTEXT": ("build_context", p.relative_path("build context")),
+    "TEG_CONTROLLER_DOCKERFILE": ("dockerfile", p.relative_path("Dockerfile path")),
+    "TEG_CONTROLLER_BUILD_ARGS": ("build_args", p.env_map),
+    "TEG_CONTROLLER_LOG_DRIVER": ("log_driver", p.matching(p.LOG_DRIVER_RE, "log driver")),
+    "TEG_CONTROLLER_LOG_OPTIONS": ("log_options", p.log_options),
+    "TEG_CONTROLLER_DATA_PATH": ("controller_data_path", p.absolute_path),
+    "TEG_CONTROLLER_LOGS_PATH": ("controller_logs_path", p.absolute_path),
+    "TEG_CONTROLLER_DEFAULT_MOUNTS": ("default_mounts", p.boolean),
+    "TEG_CRASH_LOG_LINES": ("crash_log_lines", p.count),
+    "TEG_UPTIME_TELEMETRY_S": ("uptime_telemetry_s", p.seconds),
+    "TEG_PROVISION_KEY": ("provision_key", p.optional),
+    "TEG_PROVISION_SECRET": ("provision_secret", p.optional),
+    "TEG_DEVICE_NAME": ("device_name", p.matching(p.DEVICE_NAME_RE, "device name")),
+    "TEG_SW_TITLE": ("sw_title", p.optional),
+    "TEG_ALLOW_MOVED_TAGS": ("allow_moved_tags", p.boolean),
+    "TEG_HEALTH_GRACE_S": ("health_grace_s", p.seconds),
+    "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", p.seconds),
+    "TEG_STOP_GRACE_S": ("stop_grace_s", p.seconds),
+    "TEG_BUILD_TIMEOUT_S": ("build_timeout_s", p.positive_seconds),
+    "TEG_MIN_FREE_DISK_MB": ("min_free_disk_mb", p.count),
+    "TEG_KEEP_OLDER_IMAGES": ("keep_older_images", p.count),
+    "TEG_BACKOFF_INITIAL_S": ("backoff_initial_s", p.positive_seconds),
+    "TEG_BACKOFF_MAX_S": ("backoff_max_s", p.positive_seconds),
+    "TEG_BACKOFF_RESET_S": ("backoff_reset_s", p.positive_seconds),
+    "TEG_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", p.positive_seconds),
+    "TEG_LOG_LEVEL": ("log_level", p.log_level),
+    "TEG_LOG_FORMAT": ("log_format", p.choice("text", "json")),
 }
 
 _SECRET_VARIABLES = frozenset(
@@ -284,6 +207,9 @@ _SECRET_VARIABLES = frozenset(
         "TEG_MQTT_PASSWORD",
         "TEG_CONTROLLER_ENV",
         "TEG_CONTROLLER_GIT_URL",
+        "TEG_CONTROLLER_BUILD_ARGS",
+        "TEG_PROVISION_KEY",
+        "TEG_PROVISION_SECRET",
     }
 )
 """Never echoed in an error (nor in a ``repr``)."""
@@ -307,7 +233,8 @@ def load_settings(
     if config_file is not None:
         raw.update(_read_toml(Path(config_file)))
     raw.update({name: environ[name] for name in VARIABLES if name in environ})
-    values: dict[str, object] = {}
+    originals = read_aliases(environ, raw, DEFAULT_GIT_PATH)
+    values: dict[str, object] = {"original_names": originals}
     for name, text in raw.items():
         field_name, parse = VARIABLES[name]
         try:
@@ -325,7 +252,11 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """``TEG_*`` variables that are set but mean nothing (a typo silently ignored would
     leave a default in force)."""
     environ = os.environ if environ is None else environ
-    return sorted(name for name in environ if name.startswith("TEG_") and name not in VARIABLES)
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("TEG_") and name not in VARIABLES and name not in ALIASES
+    )
 
 
 def _read_toml(path: Path) -> dict[str, str]:
