@@ -39,6 +39,12 @@ def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
         mounts=settings.controller_mounts,
         build_timeout_s=settings.build_timeout_s,
         prune_label=None if settings.prune_all_containers else VERSION_LABEL,
+        build_context=settings.build_context,
+        dockerfile=settings.dockerfile,
+        build_args=dict(settings.build_args),
+        log_driver=settings.log_driver,
+        log_options=dict(settings.log_options),
+        crash_log_lines=settings.crash_log_lines,
     )
 
 

@@ -62,6 +62,19 @@ class DockerRuntimeSettings:
     prune_label: str | None = None
     """Only prune stopped containers carrying this label (``key`` or ``key=value``);
     ``None`` prunes every stopped container, as the seed's gateway did."""
+    build_context: str | None = None
+    """Relative to the staged work tree; ``None``: ``docker`` when it has ``docker/Dockerfile``,
+    else the work tree itself (the original gateway's layout first)."""
+    dockerfile: str = "Dockerfile"
+    """Relative to the build context."""
+    build_args: Mapping[str, str] = field(default_factory=dict, repr=False)
+    log_driver: str = "json-file"
+    log_options: Mapping[str, str] = field(
+        default_factory=lambda: {"max-size": "10m", "max-file": "5"}
+    )
+    """Applied to every container created (an SD card must never fill with logs)."""
+    crash_log_lines: int = 50
+    """Last lines of a failed container kept before it is removed (0: none)."""
 
 
 class DockerRuntime:
