@@ -27,6 +27,14 @@ FINGERPRINT_FIELDS = (
     "build_timeout_s",
     "health_grace_s",
     "health_timeout_s",
+    "build_context",
+    "dockerfile",
+    "build_args",
+    "controller_data_path",
+    "controller_logs_path",
+    "default_mounts",
+    "log_driver",
+    "log_options",
 )
 """What decides whether a version can be built and run here; not the broker, logging,
 backoff or disk-floor settings, which do not make a version fail its update."""
@@ -34,7 +42,8 @@ backoff or disk-floor settings, which do not make a version fail its update."""
 
 def settings_fingerprint(settings: Settings) -> str:
     values = {name: getattr(settings, name) for name in FINGERPRINT_FIELDS}
-    values["controller_env"] = sorted(dict(values["controller_env"]).items())
+    for mapping in ("controller_env", "build_args", "log_options"):
+        values[mapping] = sorted(dict(values[mapping]).items())
     values["controller_mounts"] = list(values["controller_mounts"])
     encoded = json.dumps(values, sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()[:16]
