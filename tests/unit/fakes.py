@@ -367,6 +367,9 @@ class FakeStore:
     def last_launched(self) -> str | None:
         return self.launched or self.default
 
+    def default_version(self) -> str | None:
+        return self.default
+
     def set_last_launched(self, version: str) -> None:
         self._write_check()
         self.launched = version

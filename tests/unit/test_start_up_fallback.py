@@ -56,3 +56,12 @@ def test_nothing_known_at_all_leaves_it_to_the_watchdog() -> None:
     result = world.gateway.ensure_running()
     assert result.outcome is Outcome.FAILED
     assert result.error == "no controller version known"
+
+
+def test_a_last_launched_version_that_cannot_start_falls_back_to_the_default() -> None:
+    world = stopped_world()
+    world.runtime.container = None  # no stopped container to learn from either
+    world.store.launched, world.store.default = "v9.9", "v1.0"
+    result = world.gateway.ensure_running()
+    assert result.outcome is Outcome.UPDATED, result
+    assert world.runtime.running_version == "v1.0"

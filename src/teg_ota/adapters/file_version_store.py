@@ -133,6 +133,9 @@ class FileVersionStore:
     def data_path(self) -> Path:
         return self._dir
 
+    def default_version(self) -> str | None:
+        return self._default
+
     # -- last launched / known good -------------------------------------------------------
 
     def last_launched(self) -> str | None:

@@ -180,7 +180,11 @@ class Gateway:
             return UpdateResult(Outcome.FAILED, error=str(exc))
         if state.running:
             return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
-        candidates = [self._store.last_launched(), state.version if state.exists else None]
+        candidates = [
+            self._store.last_launched(),
+            self._store.default_version(),
+            state.version if state.exists else None,
+        ]
         result = UpdateResult(Outcome.FAILED, error="no controller version known")
         tried: list[str] = []
         for version in candidates:

@@ -17,6 +17,10 @@ class VersionStore(Protocol):
 
     def set_last_launched(self, version: str) -> None: ...
 
+    def default_version(self) -> str | None:
+        """The configured default version (``TEG_DEFAULT_CONTROLLER_VERSION``), if any."""
+        ...
+
     def known_good_history(self) -> tuple[str, ...]:
         """The versions that passed their health gate, newest first (the newest is the
         rollback target). How it changes is ``domain.core.known_good``'s rule, not the

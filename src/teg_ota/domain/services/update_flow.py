@@ -297,9 +297,13 @@ class UpdateFlow:
         named is recorded too: the moved-tag policy rests on it."""
         version, commit = run.target, run.journal.commit or run.digest
         try:
-            self._store.set_last_launched(version)
-            history = known_good.after_success(self._store.known_good_history(), version)
-            self._store.set_known_good_history(history)
+            # Already in place (a recovery after UPDATED was out): nothing to write, and a
+            # disk that turned read-only since must not undo what was reported.
+            if self._store.last_launched() != version:
+                self._store.set_last_launched(version)
+            history = self._store.known_good_history()
+            if known_good.newest(history) != version:
+                self._store.set_known_good_history(known_good.after_success(history, version))
         except VersionStoreError as exc:
             log.error("%s passed its health gate, but recording it failed: %s", version, exc)
             return str(exc)

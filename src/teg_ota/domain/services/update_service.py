@@ -182,7 +182,7 @@ class UpdateService:
                     if self._images.moved_from(package, state.commit) is not None:
                         return self._update(package, state, on_progress or quiet)
                 if failed is not None and failed.version != version:
-                    self._store.set_failed(None)
+                    self._forget_failure()
                 self._reporter.confirm_running(version)
                 return UpdateResult(Outcome.ALREADY_RUNNING, version, version)
             case Ignore(reason=reason):
@@ -201,7 +201,7 @@ class UpdateService:
                 return UpdateResult(Outcome.FAILED, request.version, running, error)
             case StartUpdate(version=version, clears_failed=clears_failed):
                 if clears_failed:
-                    self._store.set_failed(None)
+                    self._forget_failure()
                 package = package_of(request, version)
                 result = self._update(package, state, on_progress or quiet)
                 if result.outcome is Outcome.UPDATED:
@@ -224,7 +224,7 @@ class UpdateService:
         if force:
             failed = self._store.failed()
             if failed is not None and failed.version == normalised(version):
-                self._store.set_failed(None)
+                self._forget_failure()
         request = OtaRequest(version=version, title=self._settings.sw_title)
         return self.handle_request(request, on_progress)
 
@@ -292,10 +292,7 @@ class UpdateService:
         if not ASSIGNMENT_KEYS & set(deleted_keys):
             return False
         log.info("the package was unassigned in ThingsBoard; forgetting failures and answers")
-        try:
-            self._store.set_failed(None)
-        except VersionStoreError as exc:
-            log.error("could not forget the failed version: %s", exc)
+        self._forget_failure()
         self._reporter.forget()
         return True
 
@@ -303,7 +300,10 @@ class UpdateService:
         """The seed's ``stop_controller``: remember the running version, then stop it."""
         state = self._runtime.controller_state()
         if state.running and state.version:
-            self._store.set_last_launched(state.version)
+            try:
+                self._store.set_last_launched(state.version)
+            except VersionStoreError as exc:
+                log.error("could not record %s before stopping it: %s", state.version, exc)
         self._runtime.stop_controller(self._settings.stop_grace_s)
 
     def rollback(self, on_progress: ProgressListener = quiet) -> UpdateResult:
@@ -319,7 +319,7 @@ class UpdateService:
             return UpdateResult(Outcome.FAILED, error="no earlier known-good version recorded")
         failed = self._store.failed()
         if failed is not None and failed.version == target:
-            self._store.set_failed(None)
+            self._forget_failure()
         result = self._quietly(PackageRef(parse_version(target)), state, on_progress)
         if result.outcome is Outcome.UPDATED and running is not None and running != target:
             # The operator's word sticks: the version rolled back from is FAILED on the
@@ -373,6 +373,14 @@ class UpdateService:
             return self._flow.drive(run, phases.start())
         finally:
             self._in_flight = None
+
+    def _forget_failure(self) -> None:
+        """A remembered failure no longer applies. Not writable: it is only kept longer
+        (logged); the request in hand goes on, and is answered."""
+        try:
+            self._store.set_failed(None)
+        except VersionStoreError as exc:
+            log.error("could not forget the failed version: %s", exc)
 
     def _keep_running_image(self, version: Version, commit: str) -> str | None:
         try:
