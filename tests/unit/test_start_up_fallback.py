@@ -3,6 +3,8 @@ version that can be, and a store that cannot write does not stop it (issue 17)."
 
 from __future__ import annotations
 
+from teg_ota.domain.model.journal import FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.outcome import Outcome
 
 from .test_update_service import C1, World, tag
@@ -64,4 +66,47 @@ def test_a_last_launched_version_that_cannot_start_falls_back_to_the_default() -
     world.store.launched, world.store.default = "v9.9", "v1.0"
     result = world.gateway.ensure_running()
     assert result.outcome is Outcome.UPDATED, result
+    assert world.runtime.running_version == "v1.0"
+
+
+# --- a disk that turned read-only after the facts (review of issue 17) --------------------------
+
+
+def test_a_recovery_after_updated_on_a_read_only_disk_does_not_undo_it() -> None:
+    """Killed right after UPDATED (journal left at COMMITTING, success recorded), then the
+    card turned read-only: recovery must not roll back what was reported."""
+
+    world = World()
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+    world.store.current_journal = UpdateJournal(
+        "v1.1", "v1.0", JournalPhase.COMMITTING, 0.0, reported=OtaState.UPDATING
+    )
+    world.telemetry.reports.clear()
+    world.store.fail_writes = True
+
+    world.new_service().recover()
+
+    assert "FAILED" not in world.telemetry.states, world.telemetry.states
+    assert world.runtime.running_version == "v1.1"
+    assert world.store.launched == "v1.1"
+
+
+def test_an_unwritable_failure_record_still_gets_the_assignment_answered() -> None:
+
+    world = World()
+    world.store.failed_version = FailedVersion("v1.2", "exited with code 3")
+    world.store.fail_writes = True
+    original = world.store.set_failed
+
+    def set_failed(failed: FailedVersion | None) -> None:
+        world.store._write_check()
+        original(failed)
+
+    world.store.set_failed = set_failed  # type: ignore[method-assign]
+
+    result = world.service.handle_request(world.request("v1.1"))  # must not raise
+
+    assert result.outcome is Outcome.FAILED
+    assert world.telemetry.states.count("FAILED") == 1
+    assert "disk is read-only" in str(world.telemetry.terminal[-1].error)
     assert world.runtime.running_version == "v1.0"
