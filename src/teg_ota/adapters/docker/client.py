@@ -12,8 +12,6 @@ without restarting the process.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,7 +20,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import docker.utils
 import requests
 import urllib3.exceptions
 from docker.types import CancellableStream
@@ -112,29 +109,35 @@ class Engine:
     def client(self) -> docker.DockerClient:
         return client_for(self._base_url)
 
-    def accepts_new_connections(self, timeout_s: float = 2.0) -> bool:
-        """Whether a *new* connection to the engine's socket is accepted.
+    def answers_a_fresh_ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether the engine answers ``/_ping`` on a *new* connection within ``timeout_s``.
 
-        Not a ping through the SDK: a stopping dockerd closes its listener first and keeps
-        serving the connections already open (the SDK's pooled ones among them) while it
-        stops every container, so only a fresh connect tells a shutdown from a crash. An
-        address this cannot probe (ssh) counts as accepting.
+        Not through the cached client: a stopping dockerd keeps serving the connections
+        already open (the SDK's pooled ones among them) while it stops every container, and
+        with systemd socket activation (Debian's ``-H fd://``) the listener even stays open,
+        so only a full round trip on a fresh connection tells a shutdown (refused, or no
+        answer in time) from a controller's own exit. TLS and ssh addresses are handled by
+        the SDK as for every call.
         """
-        host = self._base_url or os.environ.get("DOCKER_HOST")
         try:
-            url = docker.utils.parse_host(host, False)
-        except docker.errors.DockerException:
-            return True
-        family, address = _socket_address(url)
-        if address is None:
-            return True
-        try:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.settimeout(timeout_s)
-                probe.connect(address)
-        except OSError:
+            version = self.client().api.api_version
+        except RuntimeUnavailable:
             return False
-        return True
+        fresh: docker.DockerClient | None = None
+        try:
+            if self._base_url is None:
+                fresh = docker.from_env(version=version, timeout=timeout_s)
+            else:
+                fresh = docker.DockerClient(
+                    base_url=self._base_url, version=version, timeout=timeout_s
+                )
+            return bool(fresh.ping())
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is "not answering"
+            logger.debug("fresh ping of the engine failed: {}", short(exc))
+            return False
+        finally:
+            if fresh is not None:
+                close_quietly(fresh, None)
 
     @contextmanager
     def session(
@@ -167,21 +170,6 @@ class Engine:
             ) from exc
         except docker.errors.DockerException as exc:
             raise failure(f"{action}: {short(exc)}") from exc
-
-
-def _socket_address(url: str) -> tuple[socket.AddressFamily, Any]:
-    """The family and address to connect to for a parsed engine URL (None: not probed)."""
-    if url.startswith("http+unix://"):
-        return socket.AF_UNIX, url.removeprefix("http+unix://")
-    for scheme in ("http://", "https://"):
-        if url.startswith(scheme):
-            host, _, port = url.removeprefix(scheme).rpartition(":")
-            if host and port.isdigit():
-                return socket.AF_INET6 if ":" in host else socket.AF_INET, (
-                    host.strip("[]"),
-                    int(port),
-                )
-    return socket.AF_UNIX, None
 
 
 def cancellable(chunks: Iterator[Any]) -> Iterator[Any]:

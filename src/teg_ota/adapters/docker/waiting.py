@@ -74,6 +74,8 @@ def wait_for_exit(
                         "meanwhile (an engine restart, not an exit of the controller)"
                     )
                 if immediate is not None or remaining <= 0 or attrs is None:
+                    if immediate is not None:
+                        _confirm_engine_stayed(engine, name, action)
                     return immediate
                 closed = threading.Event()
                 found = _first_exit(stream, remaining, closed)
@@ -94,9 +96,9 @@ def wait_for_exit(
 
 
 def _confirm_engine_stayed(engine: Engine, name: str, action: str) -> None:
-    """Raise :class:`RuntimeUnavailable` when the engine no longer takes new connections:
+    """Raise :class:`RuntimeUnavailable` when the engine does not answer a fresh ping:
     ``name``'s exit was then the engine shutting its containers down."""
-    if not engine.accepts_new_connections():
+    if not engine.answers_a_fresh_ping():
         raise RuntimeUnavailable(
             f"{action}: {name} stopped as the engine went away (an engine restart, not an "
             "exit of the controller)"
