@@ -3,6 +3,7 @@ be told to fail at any step. Time is a FakeClock: nothing here sleeps."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,6 +62,7 @@ class _Container:
     started_at: float
     running: bool = True
     exit_code: int | None = None
+    image_id: str | None = None
 
 
 @dataclass
@@ -85,6 +87,8 @@ class FakeRuntime:
         self.build_fails: str | None = None
         self.start_fails_for: set[str] = set()
         self.build_log = ["Step 1/2 : FROM teg-ota-test-busybox", "Successfully built"]
+        self.image_by_id: dict[str, dict[str, str]] = {}
+        """Image id -> labels: a container runs an image, whatever its tag names later."""
 
     # -- helpers for tests
     def add_image(self, tag: str, version: str, commit: str | None) -> None:
@@ -96,7 +100,16 @@ class FakeRuntime:
         self.clock.advance(0.001)
 
     def start_existing(self, tag: str) -> None:
-        self.container = _Container(tag, dict(self.images.get(tag, {})), self.clock.now())
+        labels = dict(self.images.get(tag, {}))
+        self.container = _Container(tag, labels, self.clock.now(), image_id=self._id_of(tag))
+
+    def _id_of(self, tag: str) -> str | None:
+        labels = self.images.get(tag)
+        if labels is None:
+            return None
+        image_id = "sha256:" + hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()
+        self.image_by_id[image_id] = dict(labels)
+        return image_id
 
     @property
     def running_version(self) -> str | None:
@@ -144,6 +157,7 @@ class FakeRuntime:
             health=self._behaviour(container).health if container.running else Health.NONE,
             exit_code=container.exit_code,
             commit=container.labels.get(COMMIT_LABEL),
+            image_id=container.image_id,
         )
 
     def image_exists(self, tag: str) -> bool:
@@ -192,7 +206,7 @@ class FakeRuntime:
         version = labels.get(VERSION_LABEL, "")
         if version in self.start_fails_for:
             raise StartFailed(f"cannot start {tag}: device /dev/i2c-1 not found")
-        self.container = _Container(tag, dict(labels), self.clock.now())
+        self.container = _Container(tag, dict(labels), self.clock.now(), image_id=self._id_of(tag))
 
     def stop_controller(self, grace_s: float) -> None:
         self._check()
@@ -240,11 +254,12 @@ class FakeRuntime:
         self.calls.append(f"rmi {tag}")
         self.images.pop(tag, None)
 
-    def tag_image(self, tag: str, new_tag: str) -> None:
+    def tag_image(self, image: str, new_tag: str) -> None:
         self._check()
-        self.calls.append(f"tag {tag} {new_tag}")
-        self.images[new_tag] = dict(self.images[tag])
-        self.image_created[new_tag] = self.image_created.get(tag, self.clock.now())
+        self.calls.append(f"tag {image} {new_tag}")
+        labels = self.image_by_id.get(image) or self.images[image]
+        self.images[new_tag] = dict(labels)
+        self.image_created[new_tag] = self.image_created.get(image, self.clock.now())
 
     def free_disk_bytes(self) -> int:
         self._check()

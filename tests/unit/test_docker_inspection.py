@@ -206,6 +206,7 @@ def test_state_takes_the_version_from_the_image_label_first() -> None:
         started_at_ms=1714979289123,
         health=Health.NONE,
         exit_code=None,
+        image_id=f"sha256:{'1' * 64}",
     )
 
 

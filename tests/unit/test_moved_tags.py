@@ -67,9 +67,11 @@ def test_with_moved_tags_allowed_the_running_tag_is_checked_on_the_remote() -> N
 
 def test_the_re_sent_running_tag_is_confirmed_as_installed_and_nothing_is_fetched() -> None:
     world = moved_world()
+    fetches = world.repo.calls.count("fetch")
     result = world.service.handle_request(world.request("v1.1"))
     assert result.outcome is Outcome.ALREADY_RUNNING
-    assert "UPDATED" not in world.telemetry.states or world.telemetry.states == ["UPDATED"]
+    assert world.telemetry.states == [], "answered before: not told again"
+    assert world.repo.calls.count("fetch") == fetches, "confirmed from the record, no fetch"
     assert not [c for c in world.runtime.calls if c.startswith(("build", "stop", "run"))]
 
 
@@ -112,7 +114,7 @@ def test_allowed_the_re_sent_running_tag_that_moved_is_updated_in_place() -> Non
     assert world.telemetry.states == SUCCESS
     assert world.runtime.controller_state().commit == C3
     # The image it ran from is kept under its commit: what a rollback would start.
-    assert f"tag {tag('v1.1')} {tag(C2)}" in world.runtime.calls
+    assert [c for c in world.runtime.calls if c.startswith("tag sha256:")], world.runtime.calls
     assert world.runtime.images[tag(C2)]["org.teg.controller.commit"] == C2
 
 
@@ -132,6 +134,34 @@ def test_allowed_a_failing_rebuild_of_the_running_tag_rolls_back_to_what_ran() -
     assert state.running and state.commit == C2, state
     assert world.telemetry.states == [*SUCCESS[:-1], "FAILED"]
     assert world.store.launched == C2, "a reboot starts what ran, by its commit"
+
+
+def test_allowed_the_image_kept_is_the_one_that_runs_not_what_the_tag_names_now() -> None:
+    """An earlier build left the tag's image at C3 while the container still runs C2: the
+    rollback must start C2, the image the container runs."""
+    world = moved_world(allow_moved_tags=True)
+    world.runtime.add_image(tag("v1.1"), "v1.1", C3)  # the tag renamed, the container not
+    crashes = Behaviour(exits_after_s=1, exit_code=3)
+
+    def by_commit(container: Any) -> Behaviour:
+        return crashes if container.labels.get(COMMIT_LABEL) == C3 else Behaviour()
+
+    world.runtime._behaviour = by_commit  # type: ignore[method-assign]
+    world.service.handle_request(world.request("v1.1"))
+    state = world.runtime.controller_state()
+    assert state.running and state.commit == C2, state
+
+
+def test_allowed_a_running_image_that_cannot_be_kept_is_not_rebuilt_over() -> None:
+    world = moved_world(allow_moved_tags=True)
+    assert world.runtime.container is not None
+    world.runtime.container.image_id = None  # the engine did not say which image it runs
+    result = world.service.handle_request(world.request("v1.1"))
+    assert result.outcome is Outcome.FAILED
+    assert "cannot be kept for a rollback" in str(result.error)
+    assert world.telemetry.states == ["FAILED"]
+    assert world.runtime.controller_state().commit == C2
+    assert not [c for c in world.runtime.calls if c.startswith(("build", "stop", "run"))]
 
 
 def test_allowed_an_unmoved_running_tag_is_confirmed_after_asking() -> None:

@@ -95,9 +95,9 @@ class ContainerRuntime(Protocol):
 
     def remove_image(self, tag: str) -> None: ...
 
-    def tag_image(self, tag: str, new_tag: str) -> None:
-        """Give the image ``tag`` names a second name ``new_tag`` (kept when ``tag`` is
-        rebuilt: what a rollback to it starts)."""
+    def tag_image(self, image: str, new_tag: str) -> None:
+        """Give ``image`` (a controller tag, or an image id ``sha256:<64 hex>``) the name
+        ``new_tag`` (kept when its tag is rebuilt: what a rollback to it starts)."""
         ...
 
     def free_disk_bytes(self) -> int:

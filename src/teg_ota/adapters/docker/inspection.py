@@ -141,6 +141,7 @@ def controller_state_from(
         health=health_of(state),
         exit_code=None if running or not isinstance(exit_code, int) else exit_code,
         commit=commit if isinstance(commit, str) and commit else None,
+        image_id=image_id if isinstance(image_id := attrs.get("Image"), str) else None,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from teg_ota.domain.model.errors import (
     StartFailed,
     StopFailed,
 )
+
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +275,13 @@ class DockerRuntime:
                 return
         logger.info("removed image {}", tag)
 
-    def tag_image(self, tag: str, new_tag: str) -> None:
-        self._check_tag(tag, ContainerRuntimeError)
+    def tag_image(self, image: str, new_tag: str) -> None:
+        if not _IMAGE_ID.fullmatch(image):
+            self._check_tag(image, ContainerRuntimeError)
         self._check_tag(new_tag, ContainerRuntimeError)
         repository, _, name = new_tag.rpartition(":")
-        with self._engine(f"tagging image {tag} as {new_tag}") as client:
-            client.api.tag(tag, repository, name, force=True)
+        with self._engine(f"tagging image {image} as {new_tag}") as client:
+            client.api.tag(image, repository, name, force=True)
 
     def free_disk_bytes(self) -> int:
         with self._engine("reading the engine's data root") as client:

@@ -32,6 +32,8 @@ class ControllerState:
     exit_code: int | None = None
     commit: str | None = None
     """The commit/digest label of the container (what it was started from), if any."""
+    image_id: str | None = None
+    """The engine's id of the image the container runs (``sha256:...``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,16 +118,20 @@ class ImageMaker:
             return None
         return None if digest == running_commit else digest
 
-    def keep_as_commit(self, version: Version, commit: str) -> str | None:
-        """Name ``version``'s current image after ``commit`` too, before the tag is rebuilt,
-        so a rollback starts what ran; that commit as a version, or ``None`` if it is none."""
+    def keep_as_commit(self, version: Version, commit: str, image_id: str) -> str | None:
+        """Name the image ``version`` runs from (``image_id``, not whatever the tag names
+        now) after its ``commit`` too, before the tag is rebuilt, so a rollback starts what
+        ran; that commit as a version, or ``None`` when it cannot be kept."""
         try:
             kept = parse_version(commit)
         except InvalidVersion:
             return None
         if not kept.is_commit or kept == version:
             return None
-        self._runtime.tag_image(self.tag(version), self.tag(kept))
+        self._runtime.tag_image(image_id, self.tag(kept))
+        labels = self._runtime.image_labels(self.tag(kept))
+        if labels is None or labels.get(COMMIT_LABEL) != commit:
+            return None
         return kept.value
 
     def verify(self, version: Version, digest: str) -> None:

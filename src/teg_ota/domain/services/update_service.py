@@ -344,10 +344,19 @@ class UpdateService:
         publish: bool = True,
     ) -> UpdateResult:
         previous = normalised(state.version) if state.running else None
-        if previous == package.version.value and state.commit is not None:
+        if previous == package.version.value and state.running:
             # The running version rebuilt over itself (a moved tag): a rollback starts the
-            # image it ran from, kept under its commit.
-            previous = self._keep_running_image(package.version, state.commit)
+            # image it runs from, kept under its commit; without that, no rebuild.
+            previous = self._keep_running_image(package.version, state)
+            if previous is None:
+                error = (
+                    f"{package.version} runs and would be rebuilt over itself, but the image "
+                    "it runs from cannot be kept for a rollback; it was left running"
+                )
+                log.error("%s", error)
+                if publish:
+                    self._reporter.alone(OtaState.FAILED, error, package.version.value)
+                return UpdateResult(Outcome.FAILED, package.version.value, previous, error)
         if previous is None:
             # Nothing runs, or a controller whose version cannot be told: roll back to what
             # the store knows rather than to nothing.
@@ -382,9 +391,11 @@ class UpdateService:
         except VersionStoreError as exc:
             log.error("could not forget the failed version: %s", exc)
 
-    def _keep_running_image(self, version: Version, commit: str) -> str | None:
+    def _keep_running_image(self, version: Version, state: ControllerState) -> str | None:
+        if state.commit is None or state.image_id is None:
+            return None
         try:
-            return self._images.keep_as_commit(version, commit)
+            return self._images.keep_as_commit(version, state.commit, state.image_id)
         except ContainerRuntimeError as exc:
             log.warning("cannot keep the image of %s for a rollback: %s", version, exc)
             return None
