@@ -116,6 +116,11 @@ class FileVersionStore:
         self._lock = threading.Lock()
         self._last_launched: str | None = None
         self._last_launched_loaded = False
+        self._answer_unwritten = False
+        self._unwritten_answer: Answer | None = None
+        """The last answer, while the disk refuses it (``_answer_unwritten``)."""
+        self._unclearable_journal: UpdateJournal | None = None
+        """A finished journal the disk would not let go of."""
         for name in (
             LAST_LAUNCHED_FILE,
             KNOWN_GOOD_FILE,
@@ -229,6 +234,8 @@ class FileVersionStore:
 
     def answered(self) -> Answer | None:
         with self._lock:
+            if self._answer_unwritten:
+                return self._unwritten_answer
             data = self._files.read_json(ANSWER_FILE)
             if data is None:
                 return None
@@ -245,17 +252,22 @@ class FileVersionStore:
                 return None
 
     def set_answered(self, answer: Answer | None) -> None:
-        if answer is None:
-            with self._lock:
-                self._files.remove(ANSWER_FILE)
-            return
-        # Compared, never used as a version (a rejected one may be invalid): stored as text.
-        record: dict[str, str] = {"state": answer.state.value, "version": answer.version}
-        if answer.title is not None:
-            record["title"] = answer.title
-        payload = json.dumps(record, ensure_ascii=False)
         with self._lock:
-            self._files.write(ANSWER_FILE, payload.encode("utf-8"))
+            try:
+                if answer is None:
+                    self._files.remove(ANSWER_FILE)
+                else:
+                    # Compared, never used as a version (a rejected one may be invalid).
+                    record = {"state": answer.state.value, "version": answer.version}
+                    if answer.title is not None:
+                        record["title"] = answer.title
+                    self._files.write(ANSWER_FILE, json.dumps(record).encode("utf-8"))
+            except VersionStoreError:
+                # Still true for this process: a re-sent assignment is not answered again
+                # while the disk refuses (only a restart can repeat it).
+                self._answer_unwritten, self._unwritten_answer = True, answer
+                raise
+            self._answer_unwritten, self._unwritten_answer = False, None
 
     # -- journal --------------------------------------------------------------------------
 
@@ -279,7 +291,8 @@ class FileVersionStore:
             except (ValueError, TypeError, RecursionError) as exc:
                 self._files.move_aside(JOURNAL_FILE, exc, "journal")
                 return None
-            return journal
+            # Finished, but the disk refused the clean-up: ended for this process.
+            return None if journal == self._unclearable_journal else journal
 
     def write_journal(self, journal: UpdateJournal) -> None:
         storable_version(journal.target, "refusing to store a journal with target")
@@ -288,7 +301,16 @@ class FileVersionStore:
         payload = json.dumps(journal.to_dict(), ensure_ascii=False, allow_nan=False)
         with self._lock:
             self._files.write(JOURNAL_FILE, payload.encode("utf-8"))
+            self._unclearable_journal = None
 
     def clear_journal(self) -> None:
+        """Raises when the file stays; the journal then still reads as cleared in this
+        process, so the watchdog does not recover (and report) a finished update again."""
+        finished = self.journal()
         with self._lock:
-            self._files.remove(JOURNAL_FILE)
+            try:
+                self._files.remove(JOURNAL_FILE)
+            except VersionStoreError:
+                self._unclearable_journal = finished
+                raise
+            self._unclearable_journal = None
