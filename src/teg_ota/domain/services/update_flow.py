@@ -35,6 +35,7 @@ from teg_ota.domain.model.controller import Health
 from teg_ota.domain.model.errors import (
     ContainerRuntimeError,
     HealthCheckFailed,
+    InvalidVersion,
     PackageSourceError,
     RuntimeUnavailable,
     UpdateFailed,
@@ -145,6 +146,18 @@ class UpdateFlow:
         except VersionStoreError as exc:
             log.error("cannot read what %s named when installed: %s", version, exc)
             return None
+
+    def record_running_commit(self, version: str, commit: str | None) -> None:
+        """A tag confirmed as running with nothing recorded yet (installed by an older
+        teg-ota): record what it runs as, so a later move of the tag is noticed."""
+        if commit is None or self.recorded_commit(version) is not None:
+            return
+        try:
+            if parse_version(version).is_commit:
+                return
+            self._store.record_commit(version, commit)
+        except (InvalidVersion, VersionStoreError) as exc:
+            log.warning("could not record what %s runs as: %s", version, exc)
 
     def _prepare(self, run: UpdateRun) -> Result:
         recorded = self.recorded_commit(run.target)

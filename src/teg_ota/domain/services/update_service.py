@@ -183,6 +183,7 @@ class UpdateService:
                         return self._update(package, state, on_progress or quiet)
                 if failed is not None and failed.version != version:
                     self._forget_failure()
+                self._flow.record_running_commit(version, state.commit)
                 self._reporter.confirm_running(version)
                 return UpdateResult(Outcome.ALREADY_RUNNING, version, version)
             case Ignore(reason=reason):
