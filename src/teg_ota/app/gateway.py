@@ -30,7 +30,7 @@ from teg_ota.ports.container_runtime import (
     ContainerRuntimeError,
     ControllerState,
 )
-from teg_ota.ports.version_store import VersionStore
+from teg_ota.ports.version_store import VersionStore, VersionStoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,23 @@ class Gateway:
     def stop_controller(self) -> None:
         self.exclusive.run(self.service.stop_controller)
 
+    def restart_controller(self) -> UpdateResult:
+        """Stop the controller and start the same version again at once, no backoff wait
+        (RPC ``restart_controller``). One operation under the Exclusive: the watchdog runs
+        on the same worker, never sees the controller down, and counts no crash."""
+        return self.exclusive.run(self._restart_controller)
+
+    def _restart_controller(self) -> UpdateResult:
+        if self._store.journal() is not None:
+            return UpdateResult(Outcome.FAILED, error="an unfinished update is recovered first")
+        state = self._runtime.controller_state()
+        version = (state.version if state.running else None) or self._store.last_launched()
+        if version is None:
+            return UpdateResult(Outcome.FAILED, error="no controller version known")
+        logger.info("restarting controller {}", version)
+        self.service.stop_controller()
+        return self.service.launch(version)
+
     def report_current_software(self) -> None:
         self.exclusive.run(self.service.report_current_software)
 
@@ -179,6 +196,7 @@ class Gateway:
             logger.warning("container engine not available at start-up: {}", exc)
             return UpdateResult(Outcome.FAILED, error=str(exc))
         if state.running:
+            self._adopt(state)
             return UpdateResult(Outcome.ALREADY_RUNNING, state.version, state.version)
         candidates = [
             self._store.last_launched(),
@@ -199,6 +217,24 @@ class Gateway:
         if not tried:
             self.watchdog.restart_controller_if_needed()
         return result
+
+    def _adopt(self, state: ControllerState) -> None:
+        """A controller already runs at start-up (teg-ota restarted, or the original
+        gateway started it): it is left as it is, and its version recorded as launched and
+        known good when nothing says otherwise, so a rollback has somewhere to go. The next
+        update replaces it with teg-ota's container settings."""
+        version = normalised(state.version)
+        if version is None:
+            return
+        if state.commit is None:
+            logger.info("adopting the running controller {} (not started by teg-ota)", version)
+        try:
+            if self._store.last_launched() != version:
+                self._store.set_last_launched(version)
+            if not self._store.known_good_history():
+                self._store.set_known_good_history((version,))
+        except VersionStoreError as exc:
+            logger.error("could not record the running controller {}: {}", version, exc)
 
     def status(self) -> GatewayStatus:
         engine_error = None
