@@ -424,12 +424,14 @@ class FakeStore:
         return self.failed_version
 
     def set_failed(self, failed: FailedVersion | None) -> None:
+        self._write_check()
         self.failed_version = failed
 
     def answered(self) -> Answer | None:
         return self.last_answer
 
     def set_answered(self, answer: Answer | None) -> None:
+        self._write_check()
         self.last_answer = answer
 
     def journal(self) -> UpdateJournal | None:
@@ -444,6 +446,7 @@ class FakeStore:
             raise SimulatedCrash(journal.phase.value)
 
     def clear_journal(self) -> None:
+        self._write_check()
         self.current_journal = None
 
     def _write_check(self) -> None:
