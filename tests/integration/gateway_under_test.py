@@ -131,9 +131,11 @@ class GatewayUnderTest:
         )
 
     def remove_containers_and_images(self) -> None:
-        """Teardown: the controller container, the prefixed images, dangling layers."""
-        with contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_container(self.container_name, force=True)
+        """Teardown: the controller container (and the failed one kept for its logs), the
+        prefixed images, dangling layers."""
+        for name in (self.container_name, f"{self.container_name}-failed"):
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.api.remove_container(name, force=True)
         for tag in self.prefixed_images():
             with contextlib.suppress(docker.errors.APIError):
                 self.client.images.remove(tag, force=True)

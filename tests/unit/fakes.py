@@ -72,6 +72,8 @@ class Behaviour:
     exits_after_s: float | None = None
     exit_code: int = 1
     health: Health = Health.NONE
+    output: tuple[str, ...] = ()
+    """What its container prints (``last_output`` returns the end of it)."""
 
 
 class FakeRuntime:
@@ -214,6 +216,12 @@ class FakeRuntime:
         if self.container is not None and self.container.running:
             self.container.running = False
             self.container.exit_code = 0
+
+    def last_output(self, lines: int) -> tuple[str, ...]:
+        self._check()
+        if self.container is None or lines <= 0:
+            return ()
+        return tuple(self._behaviour(self.container).output[-lines:])
 
     def wait_for_exit(self, timeout_s: float) -> ControllerExit | None:
         self._check()

@@ -16,6 +16,7 @@ from teg_ota.adapters.file_version_store import FileVersionStore
 from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
 from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink, MqttSettings
 from teg_ota.adapters.system_clock import SystemClock
+from teg_ota.app.controller_mounts import controller_mounts
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
@@ -29,6 +30,7 @@ from teg_ota.ports.container_runtime import VERSION_LABEL
 
 
 def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
+    mounts = controller_mounts(settings)
     return DockerRuntimeSettings(
         container_name=settings.container_name,
         image_prefix=settings.image_prefix,
@@ -36,7 +38,10 @@ def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
         privileged=settings.privileged,
         restart_policy=settings.restart_policy,
         environment=dict(settings.controller_env),
-        mounts=settings.controller_mounts,
+        mounts=mounts.mounts,
+        tool_mounts=mounts.tools,
+        create_dirs=mounts.directories,
+        stop_timeout_s=settings.stop_grace_s,
         build_timeout_s=settings.build_timeout_s,
         prune_label=None if settings.prune_all_containers else VERSION_LABEL,
         build_context=settings.build_context,

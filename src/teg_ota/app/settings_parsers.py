@@ -131,23 +131,29 @@ def env_map(value: str) -> dict[str, str]:
 
 
 def relative_path(what: str) -> Callable[[str], str]:
-    """A path inside the work tree (or the build context): relative, no ``..`` part."""
+    """A path inside the work tree (or the build context): relative, no ``..`` part, not
+    in ``.git`` (its ``config`` holds the remote's credentials)."""
 
     def check(value: str) -> str:
         path = value.strip().removeprefix("./") or "."
         parts = Path(path).parts
         if path.startswith("/") or ".." in parts or "\0" in path or not parts:
             raise ValueError(f"expected a {what} relative to the repository, without '..'")
+        if ".git" in parts:
+            raise ValueError(f"a {what} inside .git is refused")
         return str(Path(path))
 
     return check
 
 
 def absolute_path(value: str) -> str | None:
+    """A bind-mount source: absolute, and without ``:`` (Docker's separator)."""
     if not value:
         return None
     if not value.startswith("/") or "\0" in value:
         raise ValueError("expected an absolute path")
+    if ":" in value:
+        raise ValueError("a mount source cannot hold ':'")
     return value
 
 

@@ -61,7 +61,10 @@ class ContainerRuntime(Protocol):
     ) -> None:
         """Build ``tag`` from ``context_dir``; stream log lines to ``on_progress``.
 
-        Raises :class:`BuildFailed` with the engine's message.
+        ``context_dir`` is the staged source (the work tree); the adapter chooses the build
+        context and Dockerfile in it from its own settings. Raises :class:`BuildFailed` with
+        the engine's message (a :class:`~teg_ota.domain.model.errors.DockerfileMissing`
+        naming the path looked for when the commit has no Dockerfile there).
         """
         ...
 
@@ -80,6 +83,12 @@ class ContainerRuntime(Protocol):
         """Stop the controller (SIGTERM, then SIGKILL after ``grace_s``); no-op if stopped."""
         ...
 
+    def last_output(self, lines: int) -> tuple[str, ...]:
+        """The controller container's last ``lines`` lines of output (stdout and stderr),
+        oldest first, without control characters; empty when there is no such container
+        or its output cannot be read back. Raises :class:`RuntimeUnavailable`."""
+        ...
+
     def wait_for_exit(self, timeout_s: float) -> ControllerExit | None:
         """Block until the controller exits or turns unhealthy, at most ``timeout_s``.
 
@@ -88,7 +97,8 @@ class ContainerRuntime(Protocol):
         ...
 
     def prune_stopped_containers(self) -> int:
-        """Remove stopped containers; returns how many were removed."""
+        """Remove stopped containers (and a failed controller container kept for its logs:
+        this is called after a success); returns how many were removed."""
         ...
 
     def list_controller_images(self) -> Sequence[ImageInfo]: ...

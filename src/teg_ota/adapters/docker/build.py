@@ -2,9 +2,12 @@
 
 Nothing is ever pulled: the engine may only run images made on this machine.
 
-The build context is the controller's Git work tree. Its ``.git/`` directory (which holds
-the remote URL, credentials included, in ``.git/config``) is never sent to the engine: the
-context tar is made here, with the context's ``.dockerignore`` patterns plus ``.git``.
+The build context is the controller's Git work tree or a directory in it
+(:mod:`.build_context` chooses it). Its ``.git/`` directory (which holds the remote URL,
+credentials included, in ``.git/config``) is never sent to the engine: the context tar is
+made here, with the context's ``.dockerignore`` patterns plus ``.git``. Build arguments are
+sent, never logged: they may hold secrets, so their values are also blanked out of the build
+output this forwards and of its error messages.
 
 Docker cannot add labels to an image it loads, so a loaded image gets its labels (and its
 name) from a build of ``FROM <loaded image id>`` with no context files; the labels travel in
@@ -49,11 +52,17 @@ def build_image(
     labels: Mapping[str, str],
     timeout_s: float,
     on_progress: Callable[[str], None] | None = None,
+    *,
+    dockerfile: str | None = None,
+    build_args: Mapping[str, str] | None = None,
 ) -> None:
     """Build ``tag`` from ``context_dir`` (never pulling), streaming the build log.
 
-    The context sent to the engine is a tar made here, as ``docker build`` would make
-    it (the context's ``.dockerignore`` honoured), except that ``.git`` is never in it.
+    ``dockerfile``: relative to ``context_dir`` (``None``: ``Dockerfile``), or an absolute
+    path outside it, whose text is then sent along. The context sent to the engine is a tar
+    made here, as ``docker build`` would make it (the ``.dockerignore`` of ``context_dir``
+    honoured), except that ``.git`` is never in it. ``build_args`` are passed as
+    ``--build-arg``s and never logged.
     The whole build is bounded by ``timeout_s``: at the deadline a timer thread closes the
     build's connection, which makes the engine cancel the build. A progress callback that
     raises is logged and not called again; the build goes on.
@@ -61,14 +70,27 @@ def build_image(
     if not os.path.isdir(context_dir):
         raise BuildFailed(f"build context {context_dir!r} is not a directory")
     action = f"building {tag}"
+    redact = _redactor(build_args or {})
     progress = _GuardedProgress(on_progress) if on_progress is not None else None
     logger.info("building image {} from {}", tag, context_dir)
     deadline = time.monotonic() + timeout_s
     # Made before talking to the engine: a context file that cannot be read is a
     # BuildFailed, not an unreachable engine.
-    context, dockerfile = _build_context(context_dir, action)
+    context, name = _build_context(context_dir, action, dockerfile)
     try:
-        _build_from(engine, context, dockerfile, tag, labels, action, deadline, timeout_s, progress)
+        _build_from(
+            engine,
+            context,
+            name,
+            tag,
+            labels,
+            action,
+            deadline,
+            timeout_s,
+            progress,
+            build_args=build_args,
+            redact=redact,
+        )
     finally:
         context.close()
     logger.info("built image {}", tag)
@@ -186,6 +208,43 @@ def _build_from(
     deadline: float,
     timeout_s: float,
     progress: Callable[[str], None] | None,
+    *,
+    build_args: Mapping[str, str] | None = None,
+    redact: Callable[[str], str] = str,
+) -> None:
+    try:
+        _send_build(
+            engine,
+            context,
+            dockerfile,
+            tag,
+            labels,
+            action,
+            deadline,
+            timeout_s,
+            progress,
+            build_args,
+            redact,
+        )
+    except BuildFailed as exc:
+        message = redact(str(exc))
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from None  # the original message holds a build argument
+
+
+def _send_build(
+    engine: Engine,
+    context: IO[bytes],
+    dockerfile: str | None,
+    tag: str,
+    labels: Mapping[str, str],
+    action: str,
+    deadline: float,
+    timeout_s: float,
+    progress: Callable[[str], None] | None,
+    build_args: Mapping[str, str] | None,
+    redact: Callable[[str], str],
 ) -> None:
     with engine.session(action, BuildFailed) as client:
         try:
@@ -195,6 +254,7 @@ def _build_from(
                 dockerfile=dockerfile,
                 tag=tag,
                 labels=dict(labels),
+                buildargs=dict(build_args) if build_args else None,
                 decode=True,
                 rm=True,
                 forcerm=True,
@@ -208,7 +268,7 @@ def _build_from(
         with bounded(stream, deadline, action, timeout_s):
             try:
                 for chunk in stream:
-                    built = _handle_build_chunk(chunk, action, progress) or built
+                    built = _handle_build_chunk(chunk, action, progress, redact) or built
             except BuildFailed as exc:
                 if "no space left on device" in str(exc).lower():
                     raise EngineDiskFull(
@@ -226,17 +286,20 @@ def _build_from(
 
 
 def _handle_build_chunk(
-    chunk: object, action: str, on_progress: Callable[[str], None] | None
+    chunk: object,
+    action: str,
+    on_progress: Callable[[str], None] | None,
+    redact: Callable[[str], str] = str,
 ) -> bool:
-    """Log/forward one decoded build chunk; raise on an error; True when it names the
-    built image."""
+    """Log/forward one decoded build chunk (build argument values blanked out); raise on an
+    error; True when it names the built image."""
     if not isinstance(chunk, Mapping):
         return False
     raise_on_error(chunk, action, BuildFailed)
     text = chunk.get("stream")
     if isinstance(text, str):
         for raw_line in text.splitlines():
-            line = raw_line.rstrip()
+            line = redact(raw_line.rstrip())
             if not line:
                 continue
             logger.debug("build: {}", line)
@@ -244,7 +307,7 @@ def _handle_build_chunk(
                 on_progress(line)
     status = chunk.get("status")
     if isinstance(status, str) and status:
-        logger.debug("build: {}", status)
+        logger.debug("build: {}", redact(status))
     aux = chunk.get("aux")
     return isinstance(aux, Mapping) and bool(aux.get("ID"))
 
@@ -259,12 +322,38 @@ def _dockerignore_patterns(context_dir: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _build_context(context_dir: str, action: str) -> tuple[IO[bytes], str | None]:
+_REDACTED = "[build argument]"
+_MIN_REDACTED = 4
+"""Shorter values (``1``, ``on``) would blank out half the log and are hardly secrets."""
+
+
+def _redactor(build_args: Mapping[str, str]) -> Callable[[str], str]:
+    """A function blanking the build arguments' values out of a text (longest first)."""
+    values = sorted(
+        {value for value in build_args.values() if len(value) >= _MIN_REDACTED},
+        key=len,
+        reverse=True,
+    )
+    if not values:
+        return str
+
+    def redact(text: str) -> str:
+        for value in values:
+            text = text.replace(value, _REDACTED)
+        return text
+
+    return redact
+
+
+def _build_context(
+    context_dir: str, action: str, dockerfile_name: str | None = None
+) -> tuple[IO[bytes], str | None]:
     """A tar of ``context_dir`` (``.dockerignore`` honoured, ``.git`` never included) and
-    the Dockerfile name to pass along with it (``None``: the engine's default)."""
+    the Dockerfile name to pass along with it (``None``: the engine's default). A
+    ``dockerfile_name`` outside the context (an absolute path) travels inside the tar."""
     try:
         patterns = _dockerignore_patterns(context_dir)
-        dockerfile = process_dockerfile(None, context_dir)
+        dockerfile = process_dockerfile(dockerfile_name, context_dir)
         context: IO[bytes] = docker.utils.build.tar(
             context_dir,
             exclude=[*patterns, *_ALWAYS_EXCLUDED],

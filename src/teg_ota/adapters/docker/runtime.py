@@ -13,18 +13,27 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 from loguru import logger
 
-from teg_ota.adapters.docker import build, inspection, waiting
+from teg_ota.adapters.docker import build, failed_container, inspection, waiting
+from teg_ota.adapters.docker.build_context import BuildLayout
 from teg_ota.adapters.docker.client import Engine, explanation, short
+from teg_ota.adapters.docker.host_dirs import ensure_directories
+from teg_ota.adapters.docker.image_links import ToolMountFilter
 from teg_ota.adapters.docker.validation import check_tag
-from teg_ota.domain.model.controller import ControllerExit, ControllerState, ImageInfo
+from teg_ota.domain.model.controller import (
+    COMMIT_LABEL,
+    ControllerExit,
+    ControllerState,
+    ImageInfo,
+)
 from teg_ota.domain.model.errors import (
     BuildFailed,
     ContainerRuntimeError,
@@ -66,18 +75,31 @@ class DockerRuntimeSettings:
     """Only prune stopped containers carrying this label (``key`` or ``key=value``);
     ``None`` prunes every stopped container, as the seed's gateway did."""
     build_context: str | None = None
-    """Relative to the staged work tree; ``None``: ``docker`` when it has ``docker/Dockerfile``,
-    else the work tree itself (the original gateway's layout first)."""
+    """Relative to the staged work tree; ``None``: ``docker`` when it has
+    ``docker/<dockerfile>``, else the work tree itself (the original gateway's layout first;
+    :mod:`.build_context`)."""
     dockerfile: str = "Dockerfile"
     """Relative to the build context."""
     build_args: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """``--build-arg``s of every build; never logged (they may hold secrets)."""
     log_driver: str = "json-file"
     log_options: Mapping[str, str] = field(
         default_factory=lambda: {"max-size": "10m", "max-file": "5"}
     )
     """Applied to every container created (an SD card must never fill with logs)."""
     crash_log_lines: int = 50
-    """Last lines of a failed container kept before it is removed (0: none)."""
+    """Last lines of a failed container copied into teg-ota's log before it makes way for
+    the next one, which is kept as ``<name>-failed`` until the next success (0: neither;
+    :mod:`.failed_container`)."""
+    stop_timeout_s: float | None = None
+    """The container's own ``StopTimeout``: the grace a plain ``docker stop`` or the engine's
+    shutdown gives it (``None``: the engine's 10 s). teg-ota's own stops pass theirs."""
+    tool_mounts: Sequence[str] = ()
+    """Read-only mounts of host programs (the Pi tools), left out for an image whose path is
+    a link to another program (:mod:`.image_links`)."""
+    create_dirs: Sequence[str] = ()
+    """Host directories created (mode 0755) when missing before a container is created
+    (the sources of the default mounts: :mod:`.host_dirs`)."""
 
 
 class DockerRuntime:
@@ -87,7 +109,10 @@ class DockerRuntime:
         self._settings = settings or DockerRuntimeSettings()
         self._docker = Engine(self._settings.base_url)
         self._root_fallback_logged = False
+        self._layout = BuildLayout(self._settings.build_context, self._settings.dockerfile)
         self._bad_labels_logged: set[str] = set()
+        self._stopped: failed_container.Stopped | None = None
+        self._tool_mounts = ToolMountFilter()
 
     @property
     def settings(self) -> DockerRuntimeSettings:
@@ -154,10 +179,20 @@ class DockerRuntime:
         labels: Mapping[str, str],
         on_progress: Callable[[str], None] | None = None,
     ) -> None:
-        """Build ``tag`` from ``context_dir``, never pulling and never sending ``.git``."""
+        """Build ``tag`` from the staged work tree ``context_dir``, never pulling and never
+        sending ``.git``; the context and Dockerfile in it are the settings' (or the default
+        layout's: :mod:`.build_context`), checked before the engine is contacted."""
         self._check_tag(tag, BuildFailed)
+        chosen = self._layout.choose(context_dir, labels.get(COMMIT_LABEL))
         build.build_image(
-            self._docker, context_dir, tag, labels, self._settings.build_timeout_s, on_progress
+            self._docker,
+            chosen.context_dir,
+            tag,
+            labels,
+            self._settings.build_timeout_s,
+            on_progress,
+            dockerfile=chosen.dockerfile,
+            build_args=self._settings.build_args,
         )
 
     def load_image(self, archive_path: str, tag: str, labels: Mapping[str, str]) -> None:
@@ -189,26 +224,40 @@ class DockerRuntime:
             if existing is not None:
                 if inspection.is_running(existing):
                     raise StartFailed(f"{action}: container {name} is already running")
-                logger.info("removing stopped container {} before starting {}", name, tag)
-                with suppress(docker.errors.NotFound):
-                    client.api.remove_container(name)
-            container = client.containers.create(
-                image=tag,
-                name=name,
-                detach=True,
+                failed_container.make_way(
+                    client, existing, name, settings.crash_log_lines, self._stopped, tag
+                )
+            ensure_directories(settings.create_dirs)
+            # The low-level call: ``containers.create`` cannot set ``StopTimeout``.
+            host_config = client.api.create_host_config(
                 network_mode=settings.network_mode,
                 privileged=settings.privileged,
                 restart_policy={"Name": settings.restart_policy},
-                environment=dict(settings.environment),
-                volumes=list(settings.mounts),
-                labels=dict(labels),
+                binds=[
+                    *settings.mounts,
+                    *self._tool_mounts.allowed(client, tag, settings.tool_mounts),
+                ],
+                log_config=docker.types.LogConfig(
+                    type=settings.log_driver, config=dict(settings.log_options)
+                ),
             )
+            stop_timeout = settings.stop_timeout_s
+            created = client.api.create_container(
+                image=tag,
+                name=name,
+                detach=True,
+                environment=dict(settings.environment),
+                labels=dict(labels),
+                host_config=host_config,
+                stop_timeout=None if stop_timeout is None else max(0, math.ceil(stop_timeout)),
+            )
+            container_id = created["Id"]
             try:
-                container.start()
+                client.api.start(container_id)
             except docker.errors.APIError as exc:
                 # An unstartable container would only be in the way of the next attempt.
                 try:
-                    container.remove(force=True)
+                    client.api.remove_container(container_id, force=True)
                 except docker.errors.APIError as cleanup_exc:
                     logger.warning("could not remove unstartable {}: {}", name, cleanup_exc)
                 if settings.privileged and inspection.refuses_privilege(explanation(exc)):
@@ -224,13 +273,26 @@ class DockerRuntime:
         name = self._settings.container_name
         grace = max(0, math.ceil(grace_s))
         with self._engine(f"stopping {name}", StopFailed) as client:
-            if not inspection.is_running(self._inspect_container(client)):
+            attrs = self._inspect_container(client)
+            if attrs is None or not inspection.is_running(attrs):
                 return
+            self._stopped = failed_container.stopping(attrs)
             logger.info("stopping {} (grace {} s)", name, grace)
             try:
                 client.api.stop(name, timeout=grace)
             except docker.errors.NotFound:
                 return
+
+    def last_output(self, lines: int) -> tuple[str, ...]:
+        """The controller container's last ``lines`` lines of output (stdout and stderr),
+        at most ``crash_log_lines``, without control characters; empty when there is none
+        or it cannot be read back."""
+        lines = min(lines, self._settings.crash_log_lines)
+        if lines <= 0:
+            return ()
+        name = self._settings.container_name
+        with self._engine(f"reading the output of {name}") as client:
+            return failed_container.last_lines(client, name, lines)
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -247,6 +309,8 @@ class DockerRuntime:
         filters = {"label": label} if label else None
         with self._engine("pruning stopped containers") as client:
             result = client.api.prune_containers(filters=filters) or {}
+            # Whatever its labels (one the original gateway started has none): a success.
+            kept = failed_container.remove_kept(client, self._settings.container_name)
         removed = result.get("ContainersDeleted") or []
         if removed:
             logger.info(
@@ -254,7 +318,7 @@ class DockerRuntime:
                 len(removed),
                 result.get("SpaceReclaimed", 0),
             )
-        return len(removed)
+        return len(removed) + kept
 
     def list_controller_images(self) -> Sequence[ImageInfo]:
         with self._engine("listing controller images") as client:

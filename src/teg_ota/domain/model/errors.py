@@ -69,6 +69,16 @@ class PrivilegeRefused(StartFailed, GatewayFault):
     """The engine refuses ``privileged`` containers (a capability it lacks)."""
 
 
+class DockerfileMissing(BuildFailed):
+    """The commit has no Dockerfile (or no build context) where the default layout looks:
+    the version's fault, remembered."""
+
+
+class BuildSettingMissing(DockerfileMissing, GatewayFault):
+    """The commit has no Dockerfile (or no build context) where the gateway's explicit build
+    settings point: most likely a wrong setting, so not held against the version."""
+
+
 class StopFailed(ContainerRuntimeError):
     """The controller container could not be stopped."""
 

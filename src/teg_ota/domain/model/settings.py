@@ -16,7 +16,9 @@ class UpdateSettings:
     """How long a new controller must stay up before the update counts as UPDATED."""
     health_timeout_s: float = 120.0
     """Extra time a HEALTHCHECK may stay ``starting`` after the grace period."""
-    stop_grace_s: float = 10.0
+    stop_grace_s: float = 60.0
+    """SIGTERM-to-SIGKILL grace of every stop: a swap, a rollback, a stop, a restart (the
+    original gateway's 60 s)."""
     min_free_disk_bytes: int = 512 * 1024 * 1024
     keep_older_images: int = 1
     """Images kept besides the running and the previous one, newest first."""

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from teg_ota.domain.core import known_good, phases
+from teg_ota.domain.core import known_good, output_tail, phases
 from teg_ota.domain.core.failures import Blame, blame, engine_lost
 from teg_ota.domain.core.phases import (
     ClearJournal,
@@ -186,23 +186,35 @@ class UpdateFlow:
         version, grace = run.target, self._settings.health_grace_s
         exit_ = self._runtime.wait_for_exit(max(run.grace_s, 0.0))
         if exit_ is not None:
-            raise HealthCheckFailed(f"{version} {exit_.describe()} within {grace:g} s")
+            raise self._gate_failed(f"{version} {exit_.describe()} within {grace:g} s")
         deadline = self._clock.monotonic() + self._settings.health_timeout_s
         while True:
             state = self._runtime.controller_state()
             if not state.running or state.version != version:
-                raise HealthCheckFailed(f"{version} is no longer running")
+                raise self._gate_failed(f"{version} is no longer running")
             if state.health is Health.UNHEALTHY:
-                raise HealthCheckFailed(f"{version} turned unhealthy")
+                raise self._gate_failed(f"{version} turned unhealthy")
             if state.health is not Health.STARTING:
                 return Done()
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 total = grace + self._settings.health_timeout_s
-                raise HealthCheckFailed(f"{version} did not report healthy within {total:g} s")
+                raise self._gate_failed(f"{version} did not report healthy within {total:g} s")
             exit_ = self._runtime.wait_for_exit(min(remaining, _HEALTH_POLL_S))
             if exit_ is not None:
-                raise HealthCheckFailed(f"{version} {exit_.describe()} while starting")
+                raise self._gate_failed(f"{version} {exit_.describe()} while starting")
+
+    def _gate_failed(self, reason: str) -> HealthCheckFailed:
+        """The health gate's failure, with the end of what the controller printed (it goes
+        into ``sw_error``: shortened, control characters stripped). Unreadable output is no
+        reason to hide the failure: it is then left out."""
+        try:
+            lines = self._runtime.last_output(output_tail.SUMMARY_LINES)
+        except ContainerRuntimeError as exc:
+            log.warning("cannot read the controller's last output (%s): %s", reason, exc)
+            lines = ()
+        shown = output_tail.summary(lines)
+        return HealthCheckFailed(f"{reason}; last output: {shown}" if shown else reason)
 
     def _commit(self, run: UpdateRun) -> Result:
         """The gate passed: a controller a power cut stopped is started again. If that
