@@ -12,7 +12,10 @@ server would close the session, never forwarding the offending packet:
   decimal integer...);
 * an older connection with the same username when a new one connects (one session per device,
   ``actors.max_concurrent_sessions_per_device=1``): the older one is dropped;
-* with ``tokens`` given, a username not among them gets CONNACK 5 (never 4) and is closed.
+* with ``tokens`` given, a username not among them gets CONNACK 5 (never 4) and is closed;
+  :meth:`SessionGate.allow` adds one (a provisioned device's);
+* a provision-only session (user name or client id ``provision``) is accepted whatever the
+  tokens and evicts nobody; it is closed on any publish tb_provision refuses.
 
 A retained publish is forwarded without its retain flag (the server ignores retain) and noted
 in :attr:`protocol_errors`. Every session the gate closed is in :attr:`closed_sessions` with
@@ -32,6 +35,7 @@ from typing import Self
 
 from tb_device_api import MAX_MESSAGE_SIZE, SessionClosed, check_publish
 from tb_mqtt_wire import CONNECT, PUBLISH, FieldReader, Malformed, varint
+from tb_provision import check_provision_publish, is_provision_session
 
 CONNACK_BAD_TOKEN = b"\x20\x02\x00\x05"
 
@@ -59,6 +63,7 @@ class _Conn:
     level: int = 4
     connected: bool = False
     closed: bool = False
+    provision_only: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -139,6 +144,12 @@ class SessionGate:
         """Connections accepted so far."""
         with self._cond:
             return self._accepted
+
+    def allow(self, token: str) -> None:
+        """Accept ``token`` from now on (with ``tokens`` given)."""
+        with self._cond:
+            if self.tokens is not None:
+                self.tokens.add(token)
 
     def sessions(self) -> list[tuple[int, str | None, str | None]]:
         """Open sessions that sent CONNECT: (number, username, client id)."""
@@ -252,7 +263,8 @@ class SessionGate:
                 fields.take(2)
             if conn.level == 5:
                 fields.properties()
-            self._check(topic, packet[fields.pos :])
+            check = check_provision_publish if conn.provision_only else self._check
+            check(topic, packet[fields.pos :])
             if retain:
                 with self._cond:
                     self._errors.append(f"retained publish on {topic} (the server ignores retain)")
@@ -273,11 +285,14 @@ class SessionGate:
             fields.text()
             fields.binary()
         conn.username = fields.text() if flags & 0x80 else None
-        if self.tokens is not None and conn.username not in self.tokens:
+        conn.provision_only = is_provision_session(conn.username, conn.client_id)
+        with self._cond:
+            known = self.tokens is None or conn.username in self.tokens
+        if not known and not conn.provision_only:
             conn.device.write(CONNACK_BAD_TOKEN)
             raise SessionClosed(f"unknown token {conn.username!r}: CONNACK 5")
         conn.connected = True
-        if conn.username is not None:
+        if conn.username is not None and not conn.provision_only:
             for other in list(self._conns):
                 if other is not conn and other.connected and other.username == conn.username:
                     self._close(

@@ -13,6 +13,9 @@ It plays ThingsBoard's side of the device API over a real Mosquitto, the way
   :attr:`clock`, the latest value replaced only by a ts that is not older; :meth:`dashboard`
   says what the stock dashboard shows (tb_dashboard);
 * attribute requests are answered as tb_device_api reads them (``sharedKeys`` not trimmed);
+* :meth:`rpc` makes a two-way server-side RPC call, ids from 0, 10 s timeout (tb_rpc);
+* with ``provision=ProvisionProfile(key, secret)`` it answers device provisioning requests
+  as the server does, and accepts the tokens it gives out (tb_provision);
 * with ``gate=True`` (or ``TEG_TEST_TB_GATE=1``) devices connect to :attr:`device_port`, a
   tb_gate.SessionGate that closes their session where the server would (invalid JSON, a bad
   request id, over 65536 bytes, a second session with the same token). Without it those are
@@ -44,6 +47,8 @@ from tb_dashboard import Dashboard, dashboard_of
 from tb_device_api import ATTRIBUTES_TOPIC, MAX_MESSAGE_SIZE, TELEMETRY_TOPIC
 from tb_gate import ClosedSession, SessionGate
 from tb_ota import OTA_KEYS, UNASSIGN_KEYS, Package
+from tb_provision import ProvisionProfile, ProvisionSide
+from tb_rpc import RpcSide, RpcTimeout
 from tb_standin_device import AttributeRequest, DeviceSide, Telemetry
 from tb_timeseries import TimeSeries
 
@@ -60,7 +65,9 @@ __all__ = [
     "ClosedSession",
     "Dashboard",
     "Package",
+    "ProvisionProfile",
     "Push",
+    "RpcTimeout",
     "Telemetry",
     "ThingsBoardStandIn",
 ]
@@ -81,7 +88,7 @@ class Push:
     received: float
 
 
-class ThingsBoardStandIn(DeviceSide, ThreadedMqttClient):
+class ThingsBoardStandIn(ProvisionSide, RpcSide, DeviceSide, ThreadedMqttClient):
     """See the module docstring. Thread-safe; start() before use, close() at the end.
 
     ``on_telemetry(entry)`` (optional) is called on the MQTT thread for every new entry
@@ -105,6 +112,7 @@ class ThingsBoardStandIn(DeviceSide, ThreadedMqttClient):
         gate: bool | None = None,
         tokens: Sequence[str] | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        provision: ProvisionProfile | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -142,6 +150,8 @@ class ThingsBoardStandIn(DeviceSide, ThreadedMqttClient):
         self._pushes: list[Push] = []
         self._push_lock = asyncio.Lock()  # binds to the MQTT loop on first use
         self._log: list[tuple[float, str]] = []
+        self._init_rpc()  # tb_rpc: rpc(method, params, timeout)
+        self._init_provision(provision)  # tb_provision: provisioning requests
 
     # -- lifecycle (start, close, is_connected, connections: ThreadedMqttClient) -------------
     def start(self, timeout: float = 15.0) -> ThingsBoardStandIn:

@@ -285,9 +285,7 @@ def status(cli: Cli) -> dict[str, object]:
 
 
 def update(cli: Cli, version: str, **env: str | None) -> subprocess.CompletedProcess[str]:
-    # Not the Pi tools' mounts: a host's /bin/uptime bound over busybox's /bin/uptime (a
-    # symbolic link to /bin/busybox) would replace busybox itself. Not what is tested here.
-    return cli.run_cli("update", version, **{"TEG_CONTROLLER_DEFAULT_MOUNTS": "0", **env})
+    return cli.run_cli("update", version, **env)
 
 
 @pytest.mark.timeout(240)

@@ -60,8 +60,10 @@ def ensure_dir(directory: Path) -> None:
         fsync_dir(new_dir.parent)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path``'s content with ``data`` atomically and durably (mode 0o644).
+def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+    """Replace ``path``'s content with ``data`` atomically and durably (mode 0o644, or
+    ``mode``: the temporary file is 0o600 from its creation, so a secret written with
+    ``mode=0o600`` is never readable by others, not even for a moment).
 
     The directory must exist. Raises :class:`OSError`; on failure the temporary file is
     removed and ``path`` keeps its previous content.
@@ -70,7 +72,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd, temp_name = tempfile.mkstemp(prefix=temp_prefix(path), dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

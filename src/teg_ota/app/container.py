@@ -7,6 +7,7 @@ as dependency-injector intends; nothing else in teg_ota imports dependency_injec
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 from dependency_injector import containers, providers
@@ -14,13 +15,20 @@ from dependency_injector import containers, providers
 from teg_ota.adapters.docker import DockerRuntime, DockerRuntimeSettings
 from teg_ota.adapters.file_version_store import FileVersionStore
 from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
-from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink, MqttSettings
+from teg_ota.adapters.mqtt import (
+    CredentialsFile,
+    DurableOutbox,
+    GmqttLink,
+    MqttSettings,
+    Provisioner,
+    ProvisionRequest,
+)
 from teg_ota.adapters.system_clock import SystemClock
 from teg_ota.app.controller_mounts import controller_mounts
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
-from teg_ota.app.inbox import AttributeInbox
+from teg_ota.app.inbox import AttributeInbox, RpcInbox
 from teg_ota.app.settings import Settings
 from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.services.reporting import CurrentSoftware
@@ -69,6 +77,28 @@ def _mqtt_settings(settings: Settings) -> MqttSettings:
     )
 
 
+def _provisioner(settings: Settings) -> Provisioner | None:
+    """With a provision key and secret and no credentials configured (token, user name,
+    client id, client certificate): the device's credentials come from provisioning."""
+    if settings.provision_key is None or settings.provision_secret is None:
+        return None
+    configured = (
+        settings.mqtt_token,
+        settings.mqtt_token_file,
+        settings.mqtt_username,
+        settings.mqtt_client_id,
+        settings.mqtt_cert_file,
+    )
+    if any(value is not None for value in configured):
+        return None
+    request = ProvisionRequest(
+        settings.device_name or socket.gethostname() or "teg-ota-gateway",
+        settings.provision_key,
+        settings.provision_secret,
+    )
+    return Provisioner(request, CredentialsFile.in_data_path(Path(settings.data_path)))
+
+
 def _update_settings(settings: Settings) -> UpdateSettings:
     return dataclasses.replace(
         settings.update_settings(), fingerprint=settings_fingerprint(settings)
@@ -89,6 +119,7 @@ class Container(containers.DeclarativeContainer):
         default_version=settings.provided.default_version,
     )
     inbox = providers.Singleton(AttributeInbox)
+    rpc_inbox = providers.Singleton(RpcInbox)
     outbox = providers.Singleton(
         DurableOutbox.in_data_path, providers.Callable(Path, settings.provided.data_path)
     )
@@ -103,6 +134,8 @@ class Container(containers.DeclarativeContainer):
         outbox,
         current_software=current_software,
         on_attributes=inbox,
+        on_rpc=rpc_inbox,
+        provisioner=providers.Callable(_provisioner, settings),
     )
     update_service = providers.Singleton(
         UpdateService,

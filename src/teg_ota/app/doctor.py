@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from teg_ota.adapters.mqtt.provision import CREDENTIALS_FILE_NAME
 from teg_ota.app.container import build_container
 from teg_ota.app.doctor_check import Check
 from teg_ota.app.doctor_state import state_checks
@@ -81,6 +82,10 @@ def _broker(settings: Settings) -> Check:
             "check TEG_MQTT_HOST / TEG_MQTT_PORT and the network",
         )
     if not (settings.mqtt_token or settings.mqtt_username or settings.mqtt_client_id):
+        if settings.provision_key and settings.provision_secret:
+            stored = Path(settings.data_path) / CREDENTIALS_FILE_NAME
+            found = "stored in" if stored.exists() else "provisioned on first connect into"
+            return Check("broker", True, f"{address} reachable; credentials {found} {stored}")
         return Check(
             "broker",
             False,

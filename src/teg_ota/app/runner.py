@@ -5,7 +5,12 @@ Three sources of work feed one serial worker:
 * OTA requests from the MQTT link, coalesced in a one-slot mailbox (latest wins);
 * controller exits from the runtime's event stream (noticed within a second), plus a
   periodic check as a safety net, both driving the watchdog;
-* start-up: recover the journal, make sure a controller runs.
+* start-up: recover the journal, make sure a controller runs;
+* server-side RPC requests (app/rpc.py): restart, rollback and update are queued on the
+  worker behind what runs; ``ota_status`` runs on a thread of the loop's executor.
+
+Besides, ``ms_since_controller_startup`` goes out every ``uptime_telemetry_s`` while a
+controller runs and the link is connected (app/uptime.py).
 
 SIGTERM/SIGINT: stop taking work, give the current step a few seconds, flush the outbox,
 disconnect, exit 0. The controller keeps running; an abandoned step is finished or undone
@@ -18,7 +23,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar, runtime_checkable
 
 from loguru import logger
@@ -26,10 +31,13 @@ from loguru import logger
 from teg_ota.app.container import Container
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.gateway import Gateway
+from teg_ota.app.rpc import Job, RpcDispatcher, RpcReplies
 from teg_ota.app.settings import Settings
+from teg_ota.app.uptime import uptime_telemetry
 from teg_ota.domain.core.ota_messages import OtaDeleted, OtaRequest, parse_ota_message
 from teg_ota.domain.model.journal import JournalPhase
-from teg_ota.ports.container_runtime import ContainerRuntime
+from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
+from teg_ota.ports.telemetry_sink import TelemetryError, TelemetrySink
 
 T = TypeVar("T")
 
@@ -43,6 +51,21 @@ class _Link(Protocol):
     def start(self) -> None: ...
 
     def stop(self, timeout: float = ...) -> None: ...
+
+
+@runtime_checkable
+class _Online(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+@runtime_checkable
+class _RpcLink(RpcReplies, Protocol): ...
+
+
+@runtime_checkable
+class _LiveTelemetry(Protocol):
+    def publish_live_telemetry(self, values: Mapping[str, object]) -> None: ...
 
 
 class Runner:
@@ -86,7 +109,8 @@ class Runner:
         # First: no new container swap may start (one the process might not live to
         # finish). An update still preparing stops before its swap; the journal retries it.
         self._gateway.service.hold_swaps()
-        self._stopping.set()
+        self._stopping.set()  # RPC operations are refused from now on
+        self._container.rpc_inbox().attach(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -112,8 +136,19 @@ class Runner:
         # device (and its states, through the durable outbox) meanwhile. Assignments that
         # arrive now wait in the mailbox until start-up is done.
         self._container.inbox().attach(self._on_attributes)
+        if isinstance(link, _RpcLink):
+            self._container.rpc_inbox().attach(
+                RpcDispatcher(
+                    self._gateway,
+                    link,
+                    run_exclusive=self._rpc_exclusive,
+                    run_aside=self._rpc_aside,
+                )
+            )
         if isinstance(link, _Link):
             link.start()
+        if self._settings.uptime_telemetry_s > 0:
+            tasks.append(asyncio.create_task(self._serve_uptime(link), name="uptime"))
         for step in (self._gateway.recover, self._gateway.ensure_running):
             try:
                 await self._submit(step)
@@ -157,6 +192,64 @@ class Runner:
 
     def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._exclusive.submit(fn))
+
+    # ------------------------------------------------------------------- RPC
+
+    def _rpc_exclusive(self, job: Job) -> bool:
+        """Called on the link's thread: queue ``job`` on the worker through the loop (as
+        assignments are), so it runs after the start-up steps and whatever runs now."""
+        return self._in_loop(lambda: self._queue_job(job))
+
+    def _queue_job(self, job: Job) -> None:
+        try:
+            self._exclusive.submit(job)
+        except RuntimeError:
+            logger.warning("an RPC operation was dropped: the worker is closed")
+
+    def _rpc_aside(self, job: Job) -> bool:
+        """Called on the link's thread: run ``job`` on a thread of the loop's executor."""
+        return self._in_loop(lambda: self._run_aside(job))
+
+    def _run_aside(self, job: Job) -> None:
+        if self._loop is not None:
+            self._loop.run_in_executor(None, job)
+
+    def _in_loop(self, callback: Callable[[], object]) -> bool:
+        loop = self._loop
+        if loop is None or self._stopping.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the loop closed meanwhile: the runner is stopping
+            return False
+        return True
+
+    # ---------------------------------------------------------------- uptime
+
+    async def _serve_uptime(self, link: object) -> None:
+        """``ms_since_controller_startup`` every ``uptime_telemetry_s`` while a controller
+        runs; not while the link is offline (a stale uptime is worth nothing, and the
+        outbox must keep room for what is). Through the link's live path when it has one:
+        never written to the outbox, so no SD card write every 20 s."""
+        sink: TelemetrySink = self._container.telemetry()
+        publish = (
+            link.publish_live_telemetry
+            if isinstance(link, _LiveTelemetry)
+            else sink.publish_telemetry
+        )
+        clock = self._container.clock()
+        while True:
+            if not isinstance(link, _Online) or link.connected:
+                try:
+                    state = await asyncio.to_thread(self._runtime.controller_state)
+                    values = uptime_telemetry(state, clock.now())
+                    if values is not None:
+                        publish(values)
+                except (ContainerRuntimeError, TelemetryError) as exc:
+                    logger.debug("uptime telemetry skipped: {}", exc)
+                except Exception:  # noqa: BLE001 - the uptime must never end the runner
+                    logger.exception("uptime telemetry failed")
+            await asyncio.sleep(self._settings.uptime_telemetry_s)
 
     # -------------------------------------------------------------- watchdog
 

@@ -234,6 +234,7 @@ def load_settings(
         raw.update(_read_toml(Path(config_file)))
     raw.update({name: environ[name] for name in VARIABLES if name in environ})
     originals = read_aliases(environ, raw, DEFAULT_GIT_PATH)
+    _token_file_to_provision(raw, originals)
     values: dict[str, object] = {"original_names": originals}
     for name, text in raw.items():
         field_name, parse = VARIABLES[name]
@@ -324,6 +325,19 @@ def read_secret_file(name: str, path: str) -> str:
     return secret
 
 
+def _token_file_to_provision(raw: dict[str, str], originals: tuple[str, ...]) -> None:
+    """The original gateway's token file does not exist before it provisioned itself: with a
+    provision key and secret, a missing ``THINGSBOARD_ACCESS_TOKEN`` file means "provision"
+    (as the original read it), not a start-up error."""
+    if (
+        "THINGSBOARD_ACCESS_TOKEN" in originals
+        and raw.get("TEG_PROVISION_KEY", "").strip()
+        and raw.get("TEG_PROVISION_SECRET", "").strip()
+        and not os.path.lexists(raw["TEG_MQTT_TOKEN_FILE"].strip())
+    ):
+        del raw["TEG_MQTT_TOKEN_FILE"]
+
+
 def _check_consistency(settings: Settings) -> None:
     if settings.backoff_max_s < settings.backoff_initial_s:
         raise ConfigError("TEG_BACKOFF_MAX_S: must not be smaller than TEG_BACKOFF_INITIAL_S")
@@ -334,6 +348,8 @@ def _check_consistency(settings: Settings) -> None:
         )
     if settings.mqtt_password is not None and settings.mqtt_username is None:
         raise ConfigError("TEG_MQTT_PASSWORD(_FILE): needs TEG_MQTT_USERNAME")
+    if (settings.provision_key is None) != (settings.provision_secret is None):
+        raise ConfigError("TEG_PROVISION_KEY and TEG_PROVISION_SECRET: set both or neither")
     if bool(settings.mqtt_cert_file) != bool(settings.mqtt_key_file):
         raise ConfigError("TEG_MQTT_CERT_FILE and TEG_MQTT_KEY_FILE: set both or neither")
     if (settings.mqtt_cert_file or settings.mqtt_ca_file) and not settings.mqtt_tls:

@@ -52,12 +52,15 @@ class _Client(gmqtt.Client):  # type: ignore[misc]
         return
 
 
-def new_client(client_id: str, tracker: AckTracker) -> gmqtt.Client:
-    """A client for ONE connection: clean session, PUBACKs only once ``on_message`` returned."""
+def new_client(
+    client_id: str, tracker: AckTracker, logger: logging.Logger = _GMQTT_LOGGER
+) -> gmqtt.Client:
+    """A client for ONE connection: clean session, PUBACKs only once ``on_message`` returned.
+    ``logger``: gmqtt's (provision.py gives one that never logs payloads)."""
     return _Client(
         client_id,
         clean_session=True,
         optimistic_acknowledgement=False,
         persistent_storage=tracker,
-        logger=_GMQTT_LOGGER,
+        logger=logger,
     )

@@ -42,6 +42,15 @@ and the :class:`OutboxSender` (delivers the outbox):
 * Newest assignment wins: an answer to an attribute request sent before the latest
   attribute push of OTA keys arrived is not handed on (logged at debug): it may carry the
   assignment the push replaced.
+* Server-side RPC: requests on ``v1/devices/me/rpc/request/{id}`` go to ``on_rpc(id,
+  payload)`` (link's thread, the rules of ``on_attributes``); an id that is not a decimal
+  Java int is ignored with a warning. :meth:`GmqttLink.publish_rpc_response` answers on
+  ``v1/devices/me/rpc/response/{id}``: published at once (QoS 1, not through the outbox: a
+  reply is only meaningful live, ThingsBoard gives up on it after its RPC timeout), dropped
+  with a log line when not connected.
+* Provisioning: with a ``provisioner`` (provision.py), the loop first awaits the device's
+  credentials (stored, or provisioned now, retried with its own delays) and connects with
+  them from then on; ``stop()`` interrupts it. Meanwhile the outbox keeps what is published.
 
 :meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
 DISCONNECT. Whatever is left stays in the outbox for the next start, but for entries a
@@ -63,10 +72,15 @@ from loguru import logger
 from teg_ota.adapters.mqtt.outbox import DurableOutbox
 from teg_ota.adapters.mqtt.payloads import (
     ATTRIBUTES_TOPIC,
+    TELEMETRY_TOPIC,
     is_stale_response,
+    live_telemetry_payload,
     mentions_ota_keys,
     request_ids,
+    rpc_response_payload,
+    rpc_response_topic,
 )
+from teg_ota.adapters.mqtt.provision import Provisioner
 from teg_ota.adapters.mqtt.sender import OutboxSender
 from teg_ota.adapters.mqtt.session import DISCONNECT_TIMEOUT_S, Connector, Session, until_stop
 from teg_ota.adapters.mqtt.settings import MqttSettings
@@ -95,8 +109,11 @@ class GmqttLink:
         current_software: Callable[[], tuple[str | None, str | None]],
         on_attributes: Callable[[str, bytes], None],
         clock: Callable[[], float] = time.time,
+        on_rpc: Callable[[int, bytes], None] | None = None,
+        provisioner: Provisioner | None = None,
     ) -> None:
         self._settings = settings
+        self._provisioner = provisioner
         self._outbox = outbox
         self._current_software = current_software
         self._queue = TelemetryQueue(outbox, clock)
@@ -107,6 +124,7 @@ class GmqttLink:
             on_up=self._on_session_up,
             on_down=self._on_session_down,
             on_attributes=self._on_attributes,
+            on_rpc=on_rpc,
         )
         self._sender = OutboxSender(
             outbox, self._connector, self._send_attribute_request, self._queue.wire_payload
@@ -176,6 +194,8 @@ class GmqttLink:
     @property
     def refused(self) -> str | None:
         """Why ThingsBoard refused the connection for good (CONNACK 4/5...), else ``None``."""
+        if self._connector.refused is None and self._provisioner is not None:
+            return self._provisioner.refused
         return self._connector.refused
 
     @property
@@ -198,6 +218,26 @@ class GmqttLink:
     def request_ota_attributes(self) -> None:
         """Sent now if connected; otherwise dropped (every connect sends a fresh request)."""
         self._call_in_loop(self._send_attribute_request)
+
+    # -- server-side RPC --------------------------------------------------------------------------
+    def publish_rpc_response(self, request_id: int, body: object) -> None:
+        """Answer RPC request ``request_id`` with ``body`` as JSON (any thread): published at
+        once with QoS 1 when connected, else dropped with a log line; never queued. Raises
+        :class:`TelemetryError` for a body that cannot be sent (not JSON, too large)."""
+        topic = rpc_response_topic(request_id)
+        payload = rpc_response_payload(topic, body)
+        if self._loop is None:
+            logger.warning("Reply to RPC request {} dropped: the link is not started", request_id)
+            return
+        self._call_in_loop(lambda: self._send_rpc_response(request_id, topic, payload))
+
+    def publish_live_telemetry(self, values: Mapping[str, object]) -> None:
+        """Telemetry worth something only now (the controller's uptime): published flat at
+        once when connected, else dropped; never queued, so it costs the SD card nothing.
+        Raises :class:`TelemetryError` for values that cannot be sent."""
+        payload = live_telemetry_payload(values)
+        if self._loop is not None:
+            self._call_in_loop(lambda: self._send_live(TELEMETRY_TOPIC, payload))
 
     # -- producer side (any thread) ---------------------------------------------------------------
     def _enqueue(self, values: Mapping[str, object], *, ota_state: bool) -> None:
@@ -245,6 +285,12 @@ class GmqttLink:
 
     async def _supervise(self) -> None:
         """Connect, stay connected, reconnect with backoff, until stop."""
+        if self._provisioner is not None:
+            provisioned = await self._provisioner(self._settings, self._stop)
+            if provisioned is None:
+                return  # stopped while provisioning
+            self._settings = provisioned
+            self._connector.use_settings(provisioned)
         settings = self._settings
         backoff = settings.connect_backoff_initial_s
         failures = 0
@@ -326,6 +372,19 @@ class GmqttLink:
         self._last_request_id = request_id
         session.request_attributes(request_id)
         logger.debug("Requested the OTA attributes (request {})", request_id)
+
+    def _send_rpc_response(self, request_id: int, topic: str, payload: bytes) -> None:
+        session = self._connector.live_session()
+        if session is None:
+            logger.warning("Reply to RPC request {} dropped: not connected", request_id)
+            return
+        session.client.publish(topic, payload, qos=1)
+        logger.debug("Replied to RPC request {}: {} bytes", request_id, len(payload))
+
+    def _send_live(self, topic: str, payload: bytes) -> None:
+        session = self._connector.live_session()
+        if session is not None:
+            session.client.publish(topic, payload, qos=1)
 
     def _on_attributes(self, topic: str, payload: bytes) -> None:
         """Every message on the attribute topics (loop thread), before ``on_attributes``."""

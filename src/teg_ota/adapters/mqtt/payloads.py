@@ -21,20 +21,28 @@ __all__ = [
     "ATTRIBUTES_TOPIC",
     "ATTRIBUTE_REQUEST_PAYLOAD",
     "ATTRIBUTE_SUBSCRIPTIONS",
+    "DEVICE_SUBSCRIPTIONS",
     "MAX_PAYLOAD_BYTES",
     "MAX_REMAINING_LENGTH",
     "OTA_SHARED_KEYS",
     "PUBLISH_HEADER_BYTES",
+    "RPC_REQUEST_FILTER",
+    "RPC_REQUEST_PREFIX",
+    "RPC_RESPONSE_PREFIX",
     "TELEMETRY_TOPIC",
     "attribute_request_topic",
     "fits_in_one_message",
     "flat_payload",
     "is_attribute_topic",
+    "live_telemetry_payload",
     "is_stale_response",
     "mentions_ota_keys",
     "remaining_length",
     "request_ids",
     "response_request_id",
+    "rpc_request_id",
+    "rpc_response_payload",
+    "rpc_response_topic",
     "software_report",
     "telemetry_payload",
 ]
@@ -45,7 +53,15 @@ ATTRIBUTES_RESPONSE_PREFIX: Final = "v1/devices/me/attributes/response/"
 ATTRIBUTES_RESPONSE_FILTER: Final = ATTRIBUTES_RESPONSE_PREFIX + "+"
 ATTRIBUTES_REQUEST_PREFIX: Final = "v1/devices/me/attributes/request/"
 ATTRIBUTE_SUBSCRIPTIONS: Final = (ATTRIBUTES_TOPIC, ATTRIBUTES_RESPONSE_FILTER)
-"""Shared-attribute pushes and the answers to our requests: the device's whole inbound side."""
+"""Shared-attribute pushes and the answers to our requests."""
+RPC_REQUEST_PREFIX: Final = "v1/devices/me/rpc/request/"
+RPC_REQUEST_FILTER: Final = RPC_REQUEST_PREFIX + "+"
+RPC_RESPONSE_PREFIX: Final = "v1/devices/me/rpc/response/"
+DEVICE_SUBSCRIPTIONS: Final = (*ATTRIBUTE_SUBSCRIPTIONS, RPC_REQUEST_FILTER)
+"""The device's whole inbound side: the attribute topics and server-side RPC requests."""
+MAX_RPC_REQUEST_ID: Final = 2**31 - 1
+"""ThingsBoard's RPC request ids are Java ints (from 0 per device); a reply on an id that
+``Integer.parseInt`` refuses makes it close the session."""
 OTA_PUSH_KEYS: Final = frozenset(OTA_ATTRIBUTE_KEYS) | frozenset(
     "sf_" + key[3:] for key in OTA_ATTRIBUTE_KEYS
 )
@@ -185,6 +201,53 @@ def response_request_id(topic: str) -> int | None:
     if not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+def rpc_request_id(topic: str) -> int | None:
+    """The id of a server-side RPC request's topic (``v1/devices/me/rpc/request/{id}``):
+    ASCII decimal digits within a Java int, as ThingsBoard numbers its requests. ``None``
+    for any other topic and for an id that is not such a number (it could not be answered:
+    ThingsBoard would close the session on the reply's topic)."""
+    if not topic.startswith(RPC_REQUEST_PREFIX):
+        return None
+    text = topic[len(RPC_REQUEST_PREFIX) :]
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    request_id = int(text)
+    return request_id if request_id <= MAX_RPC_REQUEST_ID else None
+
+
+def rpc_response_topic(request_id: int) -> str:
+    """Where the reply to RPC request ``request_id`` goes (the same id as the request)."""
+    return f"{RPC_RESPONSE_PREFIX}{request_id}"
+
+
+def rpc_response_payload(topic: str, body: object) -> bytes:
+    """The reply ``body`` as compact UTF-8 JSON; :class:`TelemetryError` when it is not JSON
+    (NaN included) or does not :func:`fit <fits_in_one_message>` on ``topic``."""
+    try:
+        payload = _json(body)
+    except (TypeError, ValueError) as exc:
+        raise TelemetryError(f"RPC reply is not JSON-serialisable: {exc}") from exc
+    if not fits_in_one_message(topic, payload):
+        raise TelemetryError(
+            f"RPC reply of {len(payload)} bytes exceeds ThingsBoard's limit: "
+            f"{remaining_length(topic, payload)} bytes with topic and header, "
+            f"at most {MAX_REMAINING_LENGTH}"
+        )
+    return payload
+
+
+def live_telemetry_payload(values: Mapping[str, object]) -> bytes:
+    """Flat telemetry ``{"k": v}`` for a live-only message (stamped by the server on
+    arrival); :class:`TelemetryError` as :func:`telemetry_payload`."""
+    try:
+        payload = _json(dict(values))
+    except (TypeError, ValueError) as exc:
+        raise TelemetryError(f"telemetry is not JSON-serialisable: {exc}") from exc
+    if not fits_in_one_message(TELEMETRY_TOPIC, payload):
+        raise TelemetryError(f"telemetry of {len(payload)} bytes exceeds ThingsBoard's limit")
+    return payload
 
 
 def mentions_ota_keys(payload: bytes) -> bool:

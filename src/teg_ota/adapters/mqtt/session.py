@@ -7,9 +7,9 @@
 * gmqtt's built-in reconnect is switched off: the link replaces the whole client (a new
   :class:`Session`) instead, so nothing of a dead session (subscriptions, packet ids,
   half-sent messages) can leak into the next. When to try again is the link's decision.
-* On every CONNACK: subscribe (QoS 1) to ``v1/devices/me/attributes`` and
-  ``v1/devices/me/attributes/response/+`` (gmqtt does not subscribe again by itself), then
-  hand the session to the link (``on_up``).
+* On every CONNACK: subscribe (QoS 1) to ``v1/devices/me/attributes``,
+  ``v1/devices/me/attributes/response/+`` and ``v1/devices/me/rpc/request/+`` (gmqtt does
+  not subscribe again by itself), then hand the session to the link (``on_up``).
 * A refusal that retrying cannot fix (CONNACK 4 / 5, or its MQTT 5 equivalents): ONE error
   line, :attr:`Connector.refused` tells why, and the attempt reports ``"refused"`` so the
   link retries only rarely. A later success clears ``refused``. No credential is ever
@@ -31,9 +31,11 @@ from loguru import logger
 from teg_ota.adapters.mqtt.client import AckTracker, new_client
 from teg_ota.adapters.mqtt.payloads import (
     ATTRIBUTE_REQUEST_PAYLOAD,
-    ATTRIBUTE_SUBSCRIPTIONS,
+    DEVICE_SUBSCRIPTIONS,
+    RPC_REQUEST_PREFIX,
     attribute_request_topic,
     is_attribute_topic,
+    rpc_request_id,
 )
 from teg_ota.adapters.mqtt.settings import MqttSettings
 
@@ -108,7 +110,8 @@ class Session:
         return self.up and not self.lost.is_set()
 
     def subscribe_attributes(self) -> None:
-        self.client.subscribe([gmqtt.Subscription(t, qos=1) for t in ATTRIBUTE_SUBSCRIPTIONS])
+        """The attribute topics and the RPC requests (:data:`DEVICE_SUBSCRIPTIONS`)."""
+        self.client.subscribe([gmqtt.Subscription(t, qos=1) for t in DEVICE_SUBSCRIPTIONS])
 
     def request_attributes(self, request_id: int) -> None:
         """Fire and forget (QoS 1): a lost request is replaced by the next connect's."""
@@ -144,7 +147,8 @@ class Connector:
 
     Only the current session's callbacks count: a replaced client may still report its
     own end, which must not touch the session that took its place. ``on_up(session)`` and
-    ``on_down()`` run on the loop thread; ``on_attributes`` as for :class:`GmqttLink`.
+    ``on_down()`` run on the loop thread; ``on_attributes`` and ``on_rpc`` as for
+    :class:`GmqttLink`.
     """
 
     def __init__(
@@ -155,16 +159,24 @@ class Connector:
         on_up: Callable[[Session], None],
         on_down: Callable[[], None],
         on_attributes: Callable[[str, bytes], None],
+        on_rpc: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
         self._on_up = on_up
         self._on_down = on_down
         self._on_attributes = on_attributes
+        self._on_rpc = on_rpc
         self._ssl: ssl.SSLContext | None = None
         self._session: Session | None = None
         self.refused: str | None = None
         """Why ThingsBoard refused the connection for good (CONNACK 4/5...), else ``None``."""
+
+    def use_settings(self, settings: MqttSettings) -> None:
+        """Connect with ``settings`` from the next session on (the provisioned credentials;
+        their client id, if any, replaces the link's)."""
+        self._settings = settings
+        self._client_id = settings.client_id or self._client_id
 
     def load_tls(self) -> None:
         """Read the TLS files now, so bad ones fail ``start()`` instead of every attempt."""
@@ -295,6 +307,22 @@ class Connector:
                 self._on_attributes(topic, bytes(payload))
             except Exception:  # noqa: BLE001 - a callback bug must not break the link
                 logger.exception("on_attributes failed for a message on {}", topic)
+        elif topic.startswith(RPC_REQUEST_PREFIX):
+            self._on_rpc_request(topic, bytes(payload))
         else:
             logger.debug("MQTT message on unexpected topic {} ignored", topic)
         return 0  # PUBACK reason code: success
+
+    def _on_rpc_request(self, topic: str, payload: bytes) -> None:
+        request_id = rpc_request_id(topic)
+        if request_id is None:
+            # No reply possible: ThingsBoard closes the session on a reply topic whose id
+            # Integer.parseInt refuses (and it never numbers its requests so).
+            logger.warning("RPC request on {!r} ignored: its id is not a decimal integer", topic)
+        elif self._on_rpc is None:
+            logger.debug("RPC request {} ignored: nothing handles RPC here", request_id)
+        else:
+            try:
+                self._on_rpc(request_id, payload)
+            except Exception:  # noqa: BLE001 - a callback bug must not break the link
+                logger.exception("on_rpc failed for RPC request {}", request_id)
