@@ -7,7 +7,13 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from teg_ota.domain.model.journal import Answer, FailedVersion, JournalPhase, UpdateJournal
+from teg_ota.domain.model.journal import (
+    Answer,
+    FailedVersion,
+    InterruptedAttempts,
+    JournalPhase,
+    UpdateJournal,
+)
 from teg_ota.domain.model.versions import version_from_image
 from teg_ota.ports import (
     BuildFailed,
@@ -379,6 +385,8 @@ class FakeStore:
         """Known-good versions, newest first, as stored (``domain.core.known_good`` changes it)."""
         self.failed_version: FailedVersion | None = None
         self.last_answer: Answer | None = None
+        self.interrupted: InterruptedAttempts | None = None
+        """The loop guard's count (``set_interrupted_attempts``)."""
         self.current_journal: UpdateJournal | None = None
         self.phases: list[JournalPhase] = []
         self.crash_before: JournalPhase | None = None
@@ -441,6 +449,13 @@ class FakeStore:
     def set_answered(self, answer: Answer | None) -> None:
         self._write_check()
         self.last_answer = answer
+
+    def interrupted_attempts(self) -> InterruptedAttempts | None:
+        return self.interrupted
+
+    def set_interrupted_attempts(self, record: InterruptedAttempts | None) -> None:
+        self._write_check()
+        self.interrupted = record
 
     def journal(self) -> UpdateJournal | None:
         return self.current_journal

@@ -93,9 +93,7 @@ ROWS: list[tuple[Phase, phases.Result, Facts, Step]] = [
     (Phase.PREPARING, Held(), PREPARING,
      Step((), stop=Stop(Outcome.FAILED, "v1.0", Held().reason))),
     (Phase.VERIFYING, Done(digest=C2), PREPARING,
-     Step((Report(OtaState.VERIFIED),
-           WriteJournal(JournalPhase.SWAPPING, required=True, commit=C2),
-           Report(OtaState.UPDATING)), next=Phase.SWAPPING)),
+     Step((Report(OtaState.VERIFIED),), next=Phase.WAITING)),
     (Phase.VERIFYING, Failed("wrong commit", Blame.VERSION), PREPARING,
      _failed_before("wrong commit", remember=True)),
     (Phase.VERIFYING, Failed("cannot write", Blame.GATEWAY), PREPARING,
@@ -106,6 +104,21 @@ ROWS: list[tuple[Phase, phases.Result, Facts, Step]] = [
      _failed_before("engine gone", remember=False)),
     (Phase.VERIFYING, Held(), PREPARING,
      Step((Report(OtaState.VERIFIED),), stop=Stop(Outcome.FAILED, "v1.0", Held().reason))),
+    (Phase.WAITING, Done(digest=C2), PREPARING,
+     Step((WriteJournal(JournalPhase.SWAPPING, required=True, commit=C2),
+           Report(OtaState.UPDATING)), next=Phase.SWAPPING)),
+    # A wait never blames the version (a lock held too long, a newer assignment).
+    (Phase.WAITING, Failed("odd", Blame.VERSION), PREPARING,
+     _failed_before("odd", remember=False)),
+    (Phase.WAITING, Failed("cannot write", Blame.GATEWAY), PREPARING,
+     _failed_before("cannot write", remember=False)),
+    (Phase.WAITING, Failed("lock held for 600 s", Blame.NOBODY), PREPARING,
+     _failed_before("lock held for 600 s", remember=False)),
+    (Phase.WAITING, EngineLost("engine gone"), PREPARING,
+     _failed_before("engine gone", remember=False)),
+    (Phase.WAITING, Held(), PREPARING,
+     Step((), stop=Stop(Outcome.FAILED, "v1.0", Held().reason))),
+    # (a newer request replaced it: the journal goes, nothing is left to resume)
     (Phase.SWAPPING, Done(started_at_ms=5), SWAPPED,
      Step((WriteJournal(JournalPhase.HEALTH_CHECK, required=True, new_started_at_ms=5),),
           next=Phase.HEALTH_CHECK)),
@@ -194,3 +207,9 @@ def test_the_docs_print_the_table_the_code_runs() -> None:
 
 def test_the_docs_recovery_table_has_the_code_rows_in_order() -> None:
     assert [row[0] for row in _docs_table("recovery-table")] == list(RECOVERY_ROWS)
+
+
+def test_a_wait_replaced_by_a_newer_request_leaves_no_journal() -> None:
+    step = phases.after(Phase.WAITING, Held("replaced", replaced=True), PREPARING)
+    assert step.effects == (ClearJournal(),)
+    assert step.stop == Stop(Outcome.FAILED, "v1.0", "replaced")

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from teg_ota.domain.core import recovery
-from teg_ota.domain.core.phases import ClearJournal, Phase, Report, Step, Stop, WriteJournal
+from teg_ota.domain.core.phases import (
+    ClearJournal,
+    NoteInterruption,
+    Phase,
+    Report,
+    Step,
+    Stop,
+    WriteJournal,
+)
 from teg_ota.domain.model.controller import ControllerState
 from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaState
@@ -21,11 +29,19 @@ def journal(phase: JournalPhase, **changes: object) -> UpdateJournal:
     return UpdateJournal("v1.1", "v1.0", phase, 0.0).at(phase, **changes)
 
 
-def back(cause: str, at_fault: bool) -> Step:
+def back(cause: str, at_fault: bool, *, counted: int | None = None) -> Step:
+    noted = () if counted is None else (NoteInterruption(counted),)
     return Step(
-        (WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault),),
+        (*noted, WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault)),
         next=Phase.ROLLING_BACK,
     )
+
+
+LIMIT = 3
+TOO_OFTEN = "SWAPPING or HEALTH_CHECK, interrupted N times in a row"
+PRIOR = {TOO_OFTEN: LIMIT - 1}
+"""The interruptions of the target before, per row (0 unless named)."""
+LOOP = recovery.interrupted_too_often(LIMIT)
 
 
 PREPARING_ERROR = (
@@ -43,11 +59,15 @@ CASES = [
           stop=Stop(Outcome.FAILED, "v1.0", PREPARING_ERROR))),
     ("PREPARING, nothing runs", journal(JournalPhase.PREPARING), DOWN,
      back(recovery.INTERRUPTED_PREPARING, False)),
-    ("SWAPPING", journal(JournalPhase.SWAPPING), NEW, back(recovery.INTERRUPTED_SWAP, False)),
+    (TOO_OFTEN, journal(JournalPhase.HEALTH_CHECK), NEW,
+     Step((WriteJournal(JournalPhase.ROLLING_BACK, error=LOOP, version_at_fault=True),
+           NoteInterruption(0)), next=Phase.ROLLING_BACK)),
+    ("SWAPPING", journal(JournalPhase.SWAPPING), NEW,
+     back(recovery.INTERRUPTED_SWAP, False, counted=1)),
     ("HEALTH_CHECK, the new controller runs", journal(JournalPhase.HEALTH_CHECK), NEW,
-     Step((), next=Phase.HEALTH_CHECK)),
+     Step((NoteInterruption(1),), next=Phase.HEALTH_CHECK)),
     ("HEALTH_CHECK, it does not run", journal(JournalPhase.HEALTH_CHECK), DOWN,
-     back(recovery.NOT_RUNNING_AFTER_RESTART, False)),
+     back(recovery.NOT_RUNNING_AFTER_RESTART, False, counted=1)),
     ("ROLLING_BACK", journal(JournalPhase.ROLLING_BACK, error="exited", version_at_fault=True),
      DOWN, back("exited", True)),
     ("COMMITTING, the previous version is there", journal(JournalPhase.COMMITTING), OLD,
@@ -61,8 +81,9 @@ CASES = [
 def test_each_row_resumes_exactly_as_the_table_says(
     row: str, interrupted: UpdateJournal, engine: ControllerState, expected: Step
 ) -> None:
-    assert recovery.row(interrupted, engine) == row
-    assert recovery.resume(interrupted, engine) == expected
+    prior = PRIOR.get(row, 0)
+    assert recovery.row(interrupted, engine, interrupted=prior, limit=LIMIT) == row
+    assert recovery.resume(interrupted, engine, interrupted=prior, limit=LIMIT) == expected
 
 
 def test_every_row_of_the_table_has_a_case() -> None:
@@ -70,7 +91,8 @@ def test_every_row_of_the_table_has_a_case() -> None:
 
 
 def test_an_interrupted_rollback_without_a_cause_says_it_was_interrupted() -> None:
-    step = recovery.resume(journal(JournalPhase.ROLLING_BACK, version_at_fault=False), DOWN)
+    interrupted = journal(JournalPhase.ROLLING_BACK, version_at_fault=False)
+    step = recovery.resume(interrupted, DOWN, interrupted=0, limit=LIMIT)
     assert step == back(recovery.INTERRUPTED_ROLLBACK, False)
 
 

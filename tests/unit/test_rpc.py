@@ -92,6 +92,9 @@ class FakeGateway:
     def update(self, version: str, *, force: bool = False) -> UpdateResult:
         return self._call("update", version, force)
 
+    def force_swap(self, version: str) -> None:
+        self.calls.append(("force_swap", version))
+
 
 @dataclass
 class FakeReplies:
@@ -287,8 +290,10 @@ def test_update_is_accepted_then_run_on_the_worker(force: bool | None, expected:
         params["force"] = force
     rig.dispatch(2, request("update", params))
     assert rig.reply() == {"result": "accepted"}
+    forced = [("force_swap", "v1.1")] if expected else []
+    assert rig.gateway.calls == forced, "a forced swap waiting now ends at once"
     rig.run_queued()
-    assert rig.gateway.calls == [("update", "v1.1", expected)]
+    assert rig.gateway.calls == [*forced, ("update", "v1.1", expected)]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,9 @@ Files (all written with :func:`~teg_ota.adapters.atomic_file.write_atomic`):
 * ``last_ota_answer.json``: ``{"state": "UPDATED"|"FAILED", "version": ..., "title": ...}``,
   the last terminal state told to ThingsBoard (the version as assigned, possibly invalid).
 * ``update_journal.json``: :meth:`UpdateJournal.to_dict`.
+* ``interrupted_attempts.json``: ``{"version": ..., "count": ...}``, how many times in a row
+  that version's swap or health gate was interrupted (the loop guard; it outlives the
+  journal, which each interrupted attempt's rollback clears).
 * ``resolved_versions.json``: what each version named at its first success
   (:mod:`teg_ota.adapters.resolved_files`).
 
@@ -34,6 +37,7 @@ to write; others may read.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +65,12 @@ from teg_ota.adapters.store_files import (
     reason,
     storable_version,
 )
-from teg_ota.domain.model.journal import Answer, FailedVersion, UpdateJournal
+from teg_ota.domain.model.journal import (
+    Answer,
+    FailedVersion,
+    InterruptedAttempts,
+    UpdateJournal,
+)
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.ports.version_store import VersionStoreError
 
@@ -69,6 +78,7 @@ __all__ = [
     "CORRUPT_SUFFIX",
     "ANSWER_FILE",
     "FAILED_FILE",
+    "INTERRUPTED_FILE",
     "JOURNAL_FILE",
     "KNOWN_GOOD_FILE",
     "KNOWN_GOOD_HISTORY_FILE",
@@ -87,6 +97,7 @@ LAST_LAUNCHED_FILE = "last_launched_controller_version.txt"
 FAILED_FILE = "failed_controller_version.json"
 ANSWER_FILE = "last_ota_answer.json"
 JOURNAL_FILE = "update_journal.json"
+INTERRUPTED_FILE = "interrupted_attempts.json"
 
 STALE_TEMP_SECONDS = 120.0
 """Leftover temporary files older than this are removed at construction. Younger ones may
@@ -119,6 +130,9 @@ class FileVersionStore:
         self._answer_unwritten = False
         self._unwritten_answer: Answer | None = None
         """The last answer, while the disk refuses it (``_answer_unwritten``)."""
+        self._interrupted_unwritten = False
+        self._unwritten_interrupted: InterruptedAttempts | None = None
+        """The last interrupted-attempts count, while the disk refuses it."""
         self._unclearable_journal: UpdateJournal | None = None
         """A finished journal the disk would not let go of."""
         for name in (
@@ -130,6 +144,7 @@ class FileVersionStore:
             ANSWER_FILE,
             JOURNAL_FILE,
             RESOLVED_FILE,
+            INTERRUPTED_FILE,
         ):
             for stale in remove_stale_temp_files(self._dir / name, older_than=stale_temp_after):
                 logger.info("Removed leftover temporary file {}", stale)
@@ -268,6 +283,45 @@ class FileVersionStore:
                 self._answer_unwritten, self._unwritten_answer = True, answer
                 raise
             self._answer_unwritten, self._unwritten_answer = False, None
+
+    # -- interrupted attempts (the loop guard) --------------------------------------------
+
+    def interrupted_attempts(self) -> InterruptedAttempts | None:
+        with self._lock:
+            if self._interrupted_unwritten:
+                return self._unwritten_interrupted
+            path = self._dir / INTERRUPTED_FILE
+            data = self._files.read_json(INTERRUPTED_FILE)
+            if data is None:
+                return None
+            try:
+                record = InterruptedAttempts.from_dict(data)
+                return InterruptedAttempts(
+                    checked_version(record.version, "invalid version"), record.count
+                )
+            except ValueError as exc:
+                logger.warning("Ignoring corrupt {}: {}", path, reason(exc))
+                return None
+
+    def set_interrupted_attempts(self, record: InterruptedAttempts | None) -> None:
+        """A count the disk refuses is still the count for this process (and raises)."""
+        if record is not None:
+            what = "refusing to count the interrupted attempts of"
+            record = InterruptedAttempts(storable_version(record.version, what), record.count)
+        with self._lock:
+            try:
+                if record is None:
+                    # Forgotten at every success: no disk access when there is nothing (a
+                    # read-only disk refuses even the removal of a missing file).
+                    if os.path.lexists(self._dir / INTERRUPTED_FILE):
+                        self._files.remove(INTERRUPTED_FILE)
+                else:
+                    payload = json.dumps(record.to_dict(), ensure_ascii=False)
+                    self._files.write(INTERRUPTED_FILE, payload.encode("utf-8"))
+            except VersionStoreError:
+                self._interrupted_unwritten, self._unwritten_interrupted = True, record
+                raise
+            self._interrupted_unwritten, self._unwritten_interrupted = False, None
 
     # -- journal --------------------------------------------------------------------------
 

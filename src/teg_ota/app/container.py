@@ -24,7 +24,8 @@ from teg_ota.adapters.mqtt import (
     ProvisionRequest,
 )
 from teg_ota.adapters.system_clock import SystemClock
-from teg_ota.app.controller_mounts import controller_mounts
+from teg_ota.adapters.update_lock_file import FlockUpdateLock
+from teg_ota.app.controller_mounts import controller_mounts, data_dir
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
@@ -99,6 +100,14 @@ def _provisioner(settings: Settings) -> Provisioner | None:
     return Provisioner(request, CredentialsFile.in_data_path(Path(settings.data_path)))
 
 
+def _update_lock(settings: Settings) -> FlockUpdateLock | None:
+    """The controller's update lock, in its data dir (``/root/data`` inside) unless
+    absolute; ``None`` when the setting is empty."""
+    if settings.update_lock_file is None:
+        return None
+    return FlockUpdateLock(Path(data_dir(settings)) / settings.update_lock_file)
+
+
 def _update_settings(settings: Settings) -> UpdateSettings:
     return dataclasses.replace(
         settings.update_settings(), fingerprint=settings_fingerprint(settings)
@@ -146,6 +155,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         settings=providers.Callable(_update_settings, settings),
         current=current_software,
+        update_lock=providers.Callable(_update_lock, settings),
     )
     exclusive = providers.Singleton(Exclusive)
     watchdog = providers.Singleton(

@@ -88,6 +88,12 @@ class Exclusive:
             self._start()
             self._cond.notify_all()
 
+    def offer_waiting(self) -> str | None:
+        """What the offer waiting to run is (``None``: none): a swap waiting for its
+        controller's lock or window gives way to it (latest wins)."""
+        with self._cond:
+            return self._offer[0] if self._offer is not None else None
+
     def cancel_offer(self) -> bool:
         """Drop the offer that has not started yet; True when there was one."""
         with self._cond:

@@ -146,6 +146,11 @@ class Gateway:
             self.service.start_controller, version, force=force, on_progress=on_progress
         )
 
+    def force_swap(self, version: str) -> None:
+        """End the wait of a swap to ``version`` for the controller's update lock or a
+        maintenance window now, without waiting for the worker (any thread)."""
+        self.service.force_swap(version)
+
     def update_safely(self, version: str) -> UpdateResult:
         return self.exclusive.run(self.service.start_controller_safely, version)
 

@@ -66,6 +66,8 @@ class RpcGateway(Protocol):
 
     def update(self, version: str, *, force: bool = ...) -> UpdateResult: ...
 
+    def force_swap(self, version: str) -> None: ...
+
 
 class RpcReplies(Protocol):
     """The link's reply side (:meth:`GmqttLink.publish_rpc_response`)."""
@@ -171,6 +173,10 @@ class RpcDispatcher:
                 self._reply(request_id, {"error": "the gateway is stopping"})
             return
         job, reply = self._operation(request_id, call)
+        if call.force and call.version:
+            # A swap to it waiting for the controller's lock or a window ends now: the
+            # queued job would only run after that wait.
+            self._gateway.force_swap(call.version)
         if self._run_exclusive(job):
             self._reply(request_id, reply)
         else:

@@ -77,6 +77,7 @@ class Runner:
         # The process's one Exclusive: assignments wait in its mailbox until start-up is done.
         self._exclusive: Exclusive = self._gateway.exclusive
         self._exclusive.close_offers()
+        self._gateway.service.set_swap_interrupt(self._newer_offer)
         self._controller_exited = asyncio.Event()
         self._stopping = threading.Event()
         self._rearm = threading.Event()
@@ -192,6 +193,10 @@ class Runner:
 
     def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._exclusive.submit(fn))
+
+    def _newer_offer(self) -> str | None:
+        waiting = self._exclusive.offer_waiting()
+        return f"replaced by a newer request ({waiting})" if waiting else None
 
     # ------------------------------------------------------------------- RPC
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from teg_ota.app import settings_parsers as p
+from teg_ota.app.local_zone import local_zone
 from teg_ota.app.settings_aliases import ALIASES, read_aliases
 from teg_ota.app.settings_parsers import ConfigError
 
@@ -99,7 +100,13 @@ class Settings:
     build_timeout_s: float = 1800.0
     min_free_disk_mb: int = 512
     keep_older_images: int = 1
+    max_interrupted_attempts: int = 3
     allow_moved_tags: bool = False
+    update_lock_file: str | None = "update.lock"
+    """Relative: in the controller data dir; ``None`` (an empty variable): no lock."""
+    update_windows: str = ""
+    update_lock_max_wait_s: float | None = None
+    update_lock_force_after_wait: bool = False
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0
     backoff_reset_s: float = 600.0
@@ -129,7 +136,12 @@ class Settings:
             stop_grace_s=self.stop_grace_s,
             min_free_disk_bytes=self.min_free_disk_mb * 2**20,
             keep_older_images=self.keep_older_images,
+            max_interrupted_attempts=self.max_interrupted_attempts,
             allow_moved_tags=self.allow_moved_tags,
+            update_windows=self.update_windows,
+            timezone=local_zone(),
+            swap_max_wait_s=self.update_lock_max_wait_s,
+            swap_force_after_wait=self.update_lock_force_after_wait,
         )
 
     def watchdog_settings(self) -> WatchdogSettings:
@@ -186,12 +198,17 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_DEVICE_NAME": ("device_name", p.matching(p.DEVICE_NAME_RE, "device name")),
     "TEG_SW_TITLE": ("sw_title", p.optional),
     "TEG_ALLOW_MOVED_TAGS": ("allow_moved_tags", p.boolean),
+    "TEG_UPDATE_LOCK_FILE": ("update_lock_file", p.lock_file),
+    "TEG_UPDATE_WINDOWS": ("update_windows", p.update_windows),
+    "TEG_UPDATE_LOCK_MAX_WAIT_S": ("update_lock_max_wait_s", p.optional_positive_seconds),
+    "TEG_UPDATE_LOCK_FORCE_AFTER_WAIT": ("update_lock_force_after_wait", p.boolean),
     "TEG_HEALTH_GRACE_S": ("health_grace_s", p.seconds),
     "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", p.seconds),
     "TEG_STOP_GRACE_S": ("stop_grace_s", p.seconds),
     "TEG_BUILD_TIMEOUT_S": ("build_timeout_s", p.positive_seconds),
     "TEG_MIN_FREE_DISK_MB": ("min_free_disk_mb", p.count),
     "TEG_KEEP_OLDER_IMAGES": ("keep_older_images", p.count),
+    "TEG_MAX_INTERRUPTED_ATTEMPTS": ("max_interrupted_attempts", p.positive_count),
     "TEG_BACKOFF_INITIAL_S": ("backoff_initial_s", p.positive_seconds),
     "TEG_BACKOFF_MAX_S": ("backoff_max_s", p.positive_seconds),
     "TEG_BACKOFF_RESET_S": ("backoff_reset_s", p.positive_seconds),

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from teg_ota.domain.core import windows
 from teg_ota.domain.model.errors import InvalidVersion
 from teg_ota.domain.model.versions import parse_version
 
@@ -67,10 +68,44 @@ def positive_seconds(value: str) -> float:
     return parsed
 
 
+def optional_positive_seconds(value: str) -> float | None:
+    """Empty: none (wait for ever)."""
+    return positive_seconds(value) if value.strip() else None
+
+
+def lock_file(value: str) -> str | None:
+    """The update lock: absolute, or relative to the controller data dir without ``..``;
+    empty: no lock."""
+    path = value.strip()
+    if not path:
+        return None
+    if "\0" in path or ".." in Path(path).parts or path.endswith("/"):
+        raise ValueError("expected a file name in the controller data dir, or an absolute path")
+    return path
+
+
+def update_windows(value: str) -> str:
+    """``HH:MM-HH:MM`` windows, comma-separated (empty: any time); normalised."""
+    try:
+        return windows.describe(windows.parse_windows(value)).replace(" ", "")
+    except windows.InvalidWindows as exc:
+        raise ValueError(str(exc)) from None
+
+
 def count(value: str) -> int:
     number = int(value)
     if number < 0:
         raise ValueError("expected a whole number >= 0")
+    return number
+
+
+def positive_count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("expected a whole number >= 1") from None
+    if number < 1:
+        raise ValueError("expected a whole number >= 1")
     return number
 
 

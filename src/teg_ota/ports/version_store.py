@@ -4,7 +4,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from teg_ota.domain.model.errors import VersionStoreError
-from teg_ota.domain.model.journal import Answer, FailedVersion, UpdateJournal
+from teg_ota.domain.model.journal import (
+    Answer,
+    FailedVersion,
+    InterruptedAttempts,
+    UpdateJournal,
+)
 
 __all__ = ["VersionStore", "VersionStoreError"]
 
@@ -50,6 +55,16 @@ class VersionStore(Protocol):
         ...
 
     def set_answered(self, answer: Answer | None) -> None: ...
+
+    def interrupted_attempts(self) -> InterruptedAttempts | None:
+        """How many times in a row a version's swap or health gate was interrupted (the
+        loop guard); ``None``: no count, or an unreadable one (adapters log it)."""
+        ...
+
+    def set_interrupted_attempts(self, record: InterruptedAttempts | None) -> None:
+        """Durably replace the count (``None`` forgets it). It outlives the journal: each
+        interrupted attempt's rollback clears that."""
+        ...
 
     def journal(self) -> UpdateJournal | None:
         """The in-flight update, or ``None``; a corrupt journal reads as ``None`` plus a

@@ -6,7 +6,7 @@ as a :data:`Result`, asks :func:`after` what comes next, applies the effects in 
 repeats. Nothing here performs anything. :data:`TRANSITIONS` is the table that
 docs/architecture.md prints ("The phase table"); a unit test holds the two to each other.
 
-PREPARING and VERIFYING are both journalled as ``PREPARING``: until the SWAPPING entry is
+PREPARING, VERIFYING and WAITING are all journalled as ``PREPARING``: until the SWAPPING entry is
 durable, the old controller has not been touched, and that is all recovery must know.
 """
 
@@ -26,6 +26,9 @@ class Phase(enum.StrEnum):
     """Resolve, stage and build or load the image; the old controller keeps running."""
     VERIFYING = "VERIFYING"
     """The image carries the digest the version resolved to."""
+    WAITING = "WAITING"
+    """The swap waits for the controller's update lock and the maintenance window (only
+    while a controller runs; ``services.swap_gate``)."""
     SWAPPING = "SWAPPING"
     """Stop the old controller, start the new one: the only downtime."""
     HEALTH_CHECK = "HEALTH_CHECK"
@@ -68,6 +71,8 @@ class Held:
     """Shutdown forbids new swaps: the update stops before it touches the controller."""
 
     reason: str = "abandoned before the swap: teg-ota stopped"
+    replaced: bool = False
+    """WAITING: a newer request replaces this update (its journal goes; nothing to resume)."""
 
 
 Result = Done | Failed | EngineLost | Held
@@ -137,6 +142,15 @@ class RecordSuccess:
 
 
 @dataclass(frozen=True, slots=True)
+class NoteInterruption:
+    """Recovery found the target's swap or health gate interrupted: store how many times in
+    a row that is now (the loop guard, ``core.recovery``). ``0`` forgets the count: the
+    limit was reached and the version is remembered as failed instead. Best effort."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClearJournal:
     pass
 
@@ -146,7 +160,15 @@ class CollectImages:
     pass
 
 
-Effect = WriteJournal | Report | RememberFailure | RecordSuccess | ClearJournal | CollectImages
+Effect = (
+    WriteJournal
+    | Report
+    | RememberFailure
+    | RecordSuccess
+    | NoteInterruption
+    | ClearJournal
+    | CollectImages
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +197,21 @@ TRANSITIONS: dict[tuple[Phase, Kind], tuple[str, tuple[E, ...]]] = {
     (Phase.PREPARING, Kind.FAILED_NOBODY): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.PREPARING, Kind.ENGINE_LOST): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.PREPARING, Kind.HELD): ("end: failed", ()),
-    (Phase.VERIFYING, Kind.DONE): (
-        "SWAPPING",
-        ("report VERIFIED", "journal SWAPPING (required)", "report UPDATING"),
-    ),
+    (Phase.VERIFYING, Kind.DONE): ("WAITING", ("report VERIFIED",)),
     (Phase.VERIFYING, Kind.FAILED_VERSION): ("end: failed", ("remember", "report FAILED", "clear journal")),  # noqa: E501
     (Phase.VERIFYING, Kind.FAILED_GATEWAY): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.VERIFYING, Kind.FAILED_NOBODY): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.VERIFYING, Kind.ENGINE_LOST): ("end: failed", ("report FAILED", "clear journal")),
     (Phase.VERIFYING, Kind.HELD): ("end: failed", ("report VERIFIED",)),
+    (Phase.WAITING, Kind.DONE): (
+        "SWAPPING",
+        ("journal SWAPPING (required)", "report UPDATING"),
+    ),
+    (Phase.WAITING, Kind.FAILED_VERSION): ("end: failed", ("report FAILED", "clear journal")),
+    (Phase.WAITING, Kind.FAILED_GATEWAY): ("end: failed", ("report FAILED", "clear journal")),
+    (Phase.WAITING, Kind.FAILED_NOBODY): ("end: failed", ("report FAILED", "clear journal")),
+    (Phase.WAITING, Kind.ENGINE_LOST): ("end: failed", ("report FAILED", "clear journal")),
+    (Phase.WAITING, Kind.HELD): ("end: failed", ("clear journal if replaced",)),
     (Phase.SWAPPING, Kind.DONE): ("HEALTH_CHECK", ("journal HEALTH_CHECK (required)",)),
     (Phase.SWAPPING, Kind.FAILED_VERSION): ("ROLLING_BACK", ("journal ROLLING_BACK (at fault)",)),
     (Phase.SWAPPING, Kind.FAILED_GATEWAY): ("ROLLING_BACK", ("journal ROLLING_BACK",)),
@@ -333,6 +361,8 @@ def _effect(name: str, result: Result, facts: Facts) -> Effect | None:
             return RecordSuccess()
         case "clear journal":
             return ClearJournal()
+        case "clear journal if replaced":
+            return ClearJournal() if isinstance(result, Held) and result.replaced else None
         case "collect images":
             return CollectImages()
     raise ValueError(f"the phase table names an unknown effect {name!r}")

@@ -12,6 +12,8 @@ import enum
 
 from teg_ota.domain.core.phases import (
     ClearJournal,
+    Effect,
+    NoteInterruption,
     Phase,
     Report,
     Step,
@@ -20,7 +22,7 @@ from teg_ota.domain.core.phases import (
 )
 from teg_ota.domain.model.controller import ControllerState
 from teg_ota.domain.model.errors import InvalidVersion
-from teg_ota.domain.model.journal import JournalPhase, UpdateJournal
+from teg_ota.domain.model.journal import InterruptedAttempts, JournalPhase, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.outcome import Outcome
 from teg_ota.domain.model.versions import parse_version
@@ -34,6 +36,12 @@ UNRECORDED_ROLLBACK = (
     "rollback: its disk was full or read-only)"
 )
 
+
+def interrupted_too_often(count: int) -> str:
+    """Why a version interrupted ``count`` times in a row is failed (the loop guard)."""
+    return f"interrupted {count} times during its swap: possible reboot loop"
+
+
 class Row(enum.StrEnum):
     """The rows of the recovery table, in its order (docs/architecture.md prints the same)."""
 
@@ -41,6 +49,7 @@ class Row(enum.StrEnum):
     UNREADABLE_TARGET = "unreadable target"
     PREPARING_RUNNING = "PREPARING, a controller runs"
     PREPARING_DOWN = "PREPARING, nothing runs"
+    INTERRUPTED_TOO_OFTEN = "SWAPPING or HEALTH_CHECK, interrupted N times in a row"
     SWAPPING = "SWAPPING"
     HEALTH_CHECK_RUNNING = "HEALTH_CHECK, the new controller runs"
     HEALTH_CHECK_DOWN = "HEALTH_CHECK, it does not run"
@@ -52,15 +61,44 @@ class Row(enum.StrEnum):
 ROWS = tuple(Row)
 
 
-def _roll_back(cause: str, *, at_fault: bool) -> Step:
+_INTERRUPTIBLE = frozenset({Row.SWAPPING, Row.HEALTH_CHECK_RUNNING, Row.HEALTH_CHECK_DOWN})
+"""The rows that are an interruption of the target's swap or health gate: each recovery
+in one of them counts one (the loop guard)."""
+
+
+def _roll_back(cause: str, *, at_fault: bool, before: tuple[Effect, ...] = ()) -> Step:
     return Step(
-        (WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault),),
+        (
+            *before,
+            WriteJournal(JournalPhase.ROLLING_BACK, error=cause, version_at_fault=at_fault),
+        ),
         next=Phase.ROLLING_BACK,
     )
 
 
-def row(journal: UpdateJournal, engine: ControllerState) -> Row:
-    """Which row of the recovery table applies (the table's first column)."""
+def previous_interruptions(record: InterruptedAttempts | None, target: str) -> int:
+    """How many times in a row ``target``'s swap or health gate was interrupted so far: a
+    count kept for another version does not carry over (it starts again)."""
+    return record.count if record is not None and record.version == target else 0
+
+
+def row(
+    journal: UpdateJournal,
+    engine: ControllerState,
+    *,
+    interrupted: int = 0,
+    limit: int | None = None,
+) -> Row:
+    """Which row of the recovery table applies (the table's first column). ``interrupted``:
+    the target's interruptions in a row before this one; ``limit``:
+    ``TEG_MAX_INTERRUPTED_ATTEMPTS`` (``None``: no loop guard)."""
+    found = _row(journal, engine)
+    if found in _INTERRUPTIBLE and limit is not None and interrupted + 1 >= limit:
+        return Row.INTERRUPTED_TOO_OFTEN
+    return found
+
+
+def _row(journal: UpdateJournal, engine: ControllerState) -> Row:
     running = engine.running
     if journal.reported is not None and journal.reported.is_terminal:
         return Row.ALREADY_ENDED
@@ -89,9 +127,16 @@ def row(journal: UpdateJournal, engine: ControllerState) -> Row:
             return Row.COMMITTING
 
 
-def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
-    """What to do with an interrupted update, given what the engine shows now."""
-    match row(journal, engine):
+def resume(
+    journal: UpdateJournal, engine: ControllerState, *, interrupted: int, limit: int
+) -> Step:
+    """What to do with an interrupted update, given what the engine shows now.
+    ``interrupted``: how many times in a row the target's swap or health gate was
+    interrupted before (:func:`previous_interruptions`); ``limit``:
+    ``TEG_MAX_INTERRUPTED_ATTEMPTS``."""
+    count = interrupted + 1
+    noted = (NoteInterruption(count),)
+    match row(journal, engine, interrupted=interrupted, limit=limit):
         case Row.ALREADY_ENDED:
             # Its terminal state is out; only the clean-up was interrupted.
             return Step((ClearJournal(),), stop=Stop(Outcome.NOTHING_TO_RECOVER))
@@ -114,15 +159,32 @@ def resume(journal: UpdateJournal, engine: ControllerState) -> Step:
         case Row.PREPARING_DOWN:
             # A power cut stopped the old controller: start it again.
             return _roll_back(INTERRUPTED_PREPARING, at_fault=False)
+        case Row.INTERRUPTED_TOO_OFTEN:
+            # The loop guard: a version that reboots the gateway in its swap or its gate
+            # would otherwise be retried for ever. Remembered (at fault), so the re-sent
+            # assignment does not retry it; the count is forgotten once the rollback is
+            # journalled (a forced retry, or another version, starts afresh).
+            return Step(
+                (
+                    WriteJournal(
+                        JournalPhase.ROLLING_BACK,
+                        error=interrupted_too_often(count),
+                        version_at_fault=True,
+                    ),
+                    NoteInterruption(0),
+                ),
+                next=Phase.ROLLING_BACK,
+            )
         case Row.SWAPPING:
-            # Nothing was observed against the version: roll back, retry when re-sent.
-            return _roll_back(INTERRUPTED_SWAP, at_fault=False)
+            # Nothing was observed against the version: roll back, retry when re-sent. The
+            # count is stored first: a kill right after it counts twice, never not at all.
+            return _roll_back(INTERRUPTED_SWAP, at_fault=False, before=noted)
         case Row.HEALTH_CHECK_RUNNING:
             # It keeps its chance: the rest of the grace period is waited out.
-            return Step((), next=Phase.HEALTH_CHECK)
+            return Step(noted, next=Phase.HEALTH_CHECK)
         case Row.HEALTH_CHECK_DOWN:
             # A reboot or an engine restart stops containers: that says nothing against it.
-            return _roll_back(NOT_RUNNING_AFTER_RESTART, at_fault=False)
+            return _roll_back(NOT_RUNNING_AFTER_RESTART, at_fault=False, before=noted)
         case Row.ROLLING_BACK:
             return _roll_back(
                 journal.error or INTERRUPTED_ROLLBACK, at_fault=journal.version_at_fault

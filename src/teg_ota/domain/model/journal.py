@@ -122,3 +122,31 @@ class Answer:
     """As assigned: a rejected assignment's version may not even be a valid one."""
     title: str | None = None
     """Set for a rejection (a title mismatch is told once per title, too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptedAttempts:
+    """How many times in a row ``version``'s swap or health gate was interrupted (a power
+    cut, an engine restart, teg-ota killed), as recovery found it. Kept apart from the
+    journal, which every interrupted attempt's rollback clears: at
+    ``TEG_MAX_INTERRUPTED_ATTEMPTS`` the version is failed (the loop guard)."""
+
+    version: str
+    count: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ValueError("an interrupted-attempts count is a whole number >= 1")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"version": self.version, "count": self.count}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> InterruptedAttempts:
+        """Raises ValueError when ``data`` is not such a record."""
+        version, count = data.get("version"), data.get("count")
+        if not isinstance(version, str):
+            raise ValueError("'version' must be a string")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ValueError("'count' must be a whole number")
+        return cls(version, count)

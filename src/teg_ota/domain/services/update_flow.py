@@ -23,6 +23,7 @@ from teg_ota.domain.core.phases import (
     Facts,
     Failed,
     Held,
+    NoteInterruption,
     Phase,
     RecordSuccess,
     RememberFailure,
@@ -42,7 +43,7 @@ from teg_ota.domain.model.errors import (
     VerificationFailed,
     VersionStoreError,
 )
-from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
+from teg_ota.domain.model.journal import FailedVersion, InterruptedAttempts, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaProgress
 from teg_ota.domain.model.outcome import UpdateResult
 from teg_ota.domain.model.package import PackageRef
@@ -50,6 +51,7 @@ from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.model.versions import parse_version
 from teg_ota.domain.services.image_maker import ImageMaker, labels_for
 from teg_ota.domain.services.reporting import ProgressListener, Reporter, quiet
+from teg_ota.domain.services.swap_gate import SwapGate
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime
 from teg_ota.ports.version_store import VersionStore
@@ -89,6 +91,7 @@ class UpdateFlow:
         reporter: Reporter,
         clock: Clock,
         settings: UpdateSettings,
+        gate: SwapGate | None = None,
     ) -> None:
         self._runtime = runtime
         self._images = images
@@ -97,6 +100,8 @@ class UpdateFlow:
         self._clock = clock
         self._settings = settings
         self.swaps_held = False
+        self.gate = gate or SwapGate(None, runtime, clock, reporter, settings)
+        self.gate.held = lambda: self.swaps_held
 
     # ------------------------------------------------------------------ the loop
 
@@ -122,6 +127,7 @@ class UpdateFlow:
         action = {
             Phase.PREPARING: self._prepare,
             Phase.VERIFYING: self._verify,
+            Phase.WAITING: self._wait,
             Phase.SWAPPING: self._swap,
             Phase.HEALTH_CHECK: self._health_check,
             Phase.COMMITTING: self._commit,
@@ -175,11 +181,24 @@ class UpdateFlow:
             return Held()
         return Done(digest=run.digest)
 
+    def _wait(self, run: UpdateRun) -> Result:
+        return self.gate.wait(
+            run.target,
+            run.digest,
+            old_running=run.old_running,
+            publish=run.publish,
+            listener=run.on_progress,
+        )
+
     def _swap(self, run: UpdateRun) -> Result:
-        if run.old_running:
-            self._runtime.stop_controller(self._settings.stop_grace_s)
-        version = run.package.version
-        self._runtime.run_controller(self._images.tag(version), labels_for(version, run.digest))
+        try:
+            if run.old_running:
+                self._runtime.stop_controller(self._settings.stop_grace_s)
+            version = run.package.version
+            tag = self._images.tag(version)
+            self._runtime.run_controller(tag, labels_for(version, run.digest))
+        finally:
+            self.gate.release()  # held since WAITING: the new controller may take it now
         return Done(started_at_ms=self._runtime.controller_state().started_at_ms)
 
     def _health_check(self, run: UpdateRun) -> Result:
@@ -289,6 +308,8 @@ class UpdateFlow:
                     error = self._record_success(run)
                     if error is not None:
                         return error
+                case NoteInterruption(count=count):
+                    self._note_interruption(run, count)
                 case ClearJournal():
                     self._guard("clear the update journal", self._store.clear_journal)
                 case CollectImages():
@@ -335,9 +356,23 @@ class UpdateFlow:
         # Not needed to claim the version: a stale failure record is only cleared, and
         # without the commit record only a later move of the tag goes unnoticed (logged).
         self._guard("forget the failed version", self._store.set_failed, None)
+        self._guard("forget the interrupted attempts", self._store.set_interrupted_attempts, None)
         if commit is not None and not run.package.version.is_commit:
             self._guard(f"record what {version} names", self._store.record_commit, version, commit)
         return None
+
+    def _note_interruption(self, run: UpdateRun, count: int) -> None:
+        """Best effort: a count the disk refuses only weakens the loop guard (logged)."""
+        if count:
+            limit = self._settings.max_interrupted_attempts
+            log.warning(
+                "the swap or health gate of %s was interrupted (%d of %d in a row)",
+                run.target,
+                count,
+                limit,
+            )
+        record = InterruptedAttempts(run.target, count) if count else None
+        self._guard("count the interrupted attempt", self._store.set_interrupted_attempts, record)
 
     @staticmethod
     def _guard(what: str, action: Callable[..., object], *args: object) -> None:

@@ -9,6 +9,7 @@ thread: one operation at a time is the app layer's ``Exclusive``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from teg_ota.domain.core import known_good, phases, recovery
 from teg_ota.domain.core.decision import (
@@ -37,11 +38,13 @@ from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.model.versions import Version, normalised, parse_version
 from teg_ota.domain.services.image_maker import ImageMaker
 from teg_ota.domain.services.reporting import CurrentSoftware, ProgressListener, Reporter, quiet
+from teg_ota.domain.services.swap_gate import SwapGate
 from teg_ota.domain.services.update_flow import UpdateFlow, UpdateRun
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime
 from teg_ota.ports.package_source import PackageSource
 from teg_ota.ports.telemetry_sink import TelemetrySink
+from teg_ota.ports.update_lock import UpdateLock
 from teg_ota.ports.version_store import VersionStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class UpdateService:
         clock: Clock,
         settings: UpdateSettings,
         current: CurrentSoftware | None = None,
+        update_lock: UpdateLock | None = None,
     ) -> None:
         self._runtime = runtime
         self._store = store
@@ -88,7 +92,10 @@ class UpdateService:
         self.current = current or CurrentSoftware(runtime, settings.sw_title)
         self._reporter = Reporter(telemetry, self.current, store)
         self._images = ImageMaker(runtime, source, settings)
-        self._flow = UpdateFlow(runtime, self._images, store, self._reporter, clock, settings)
+        gate = SwapGate(update_lock, runtime, clock, self._reporter, settings)
+        self._flow = UpdateFlow(
+            runtime, self._images, store, self._reporter, clock, settings, gate=gate
+        )
         self._in_flight: str | None = None
 
     # ----------------------------------------------------------------- queries
@@ -222,12 +229,27 @@ class UpdateService:
     ) -> UpdateResult:
         """Update to ``version`` now (CLI, library). ``force`` clears a remembered failure:
         the explicit operator command the decision table speaks of."""
-        if force:
-            failed = self._store.failed()
-            if failed is not None and failed.version == normalised(version):
-                self._forget_failure()
-        request = OtaRequest(version=version, title=self._settings.sw_title)
-        return self.handle_request(request, on_progress)
+        if not force:
+            request = OtaRequest(version=version, title=self._settings.sw_title)
+            return self.handle_request(request, on_progress)
+        failed = self._store.failed()
+        if failed is not None and failed.version == normalised(version):
+            self._forget_failure()
+        self.force_swap(version)
+        try:
+            request = OtaRequest(version=version, title=self._settings.sw_title)
+            return self.handle_request(request, on_progress)
+        finally:
+            self._flow.gate.unforce(normalised(version) or version)
+
+    def force_swap(self, version: str) -> None:
+        """The swap to ``version`` does not wait for the controller's update lock or a
+        maintenance window: also one waiting now (any thread: an RPC)."""
+        self._flow.gate.force(normalised(version) or version)
+
+    def set_swap_interrupt(self, interrupted: Callable[[], str | None]) -> None:
+        """What tells a waiting swap to give way (a newer assignment waits)."""
+        self._flow.gate.interrupted = interrupted
 
     def start_controller_safely(
         self, version: str, on_progress: ProgressListener | None = None
@@ -424,6 +446,15 @@ class UpdateService:
                 log.error("could not clear the update journal: %s", clear_error)
             return UpdateResult(Outcome.FAILED, journal.target, None, f"recovery failed: {exc}")
 
+    def _interruptions_before(self, target: str) -> int:
+        """The loop guard's count of ``target`` so far (unreadable: none, logged)."""
+        try:
+            record = self._store.interrupted_attempts()
+        except VersionStoreError as exc:
+            log.error("cannot read how often %s was interrupted: %s", target, exc)
+            return 0
+        return recovery.previous_interruptions(record, target)
+
     def _recover_current(self) -> UpdateResult:
         """Recover the journal as it is now (an update that ran meanwhile may have replaced
         or cleared it). Raises :class:`RuntimeUnavailable`: the journal is kept."""
@@ -431,7 +462,12 @@ class UpdateService:
         if journal is None:
             return UpdateResult(Outcome.NOTHING_TO_RECOVER)
         engine = self._runtime.controller_state()
-        step = recovery.resume(journal, engine)
+        step = recovery.resume(
+            journal,
+            engine,
+            interrupted=self._interruptions_before(journal.target),
+            limit=self._settings.max_interrupted_attempts,
+        )
         if step.stop is not None and step.stop.outcome is Outcome.NOTHING_TO_RECOVER:
             # Nothing to drive (the target may not even be a version): only the clean-up.
             try:
