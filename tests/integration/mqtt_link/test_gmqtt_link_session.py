@@ -142,7 +142,12 @@ def test_server_push_is_received_also_after_broker_restart(
     assert json.loads(attributes.wait_for(lambda m: m[0] == ATTRIBUTES)[1]) == push
 
     mosquitto.restart()  # persistence false: every session and subscription is gone
-    wait_until(lambda: not link.connected, 10, "the link to notice the restart")
+    # Not "the link is disconnected": it may be connected again before a poll sees it down.
+    wait_until(
+        lambda: len(re.findall(r"Received SUBSCRIBE from teg-ota-test-0-", mosquitto.logs())) >= 2,
+        30,
+        "the link to subscribe again on a new connection",
+    )
     assert link.wait_connected(20)
     tb.wait_subscribed(20)
     second = {"sw_title": "teg-controller", "sw_version": "v2.0.0"}
