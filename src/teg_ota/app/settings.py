@@ -107,6 +107,7 @@ class Settings:
     update_windows: str = ""
     update_lock_max_wait_s: float | None = None
     update_lock_force_after_wait: bool = False
+    crash_rollback_within_s: float = 0.0
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0
     backoff_reset_s: float = 600.0
@@ -150,7 +151,8 @@ class Settings:
                 initial_s=self.backoff_initial_s,
                 max_s=self.backoff_max_s,
                 reset_after_s=self.backoff_reset_s,
-            )
+            ),
+            crash_rollback_within_s=self.crash_rollback_within_s,
         )
 
 
@@ -202,6 +204,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_UPDATE_WINDOWS": ("update_windows", p.update_windows),
     "TEG_UPDATE_LOCK_MAX_WAIT_S": ("update_lock_max_wait_s", p.optional_positive_seconds),
     "TEG_UPDATE_LOCK_FORCE_AFTER_WAIT": ("update_lock_force_after_wait", p.boolean),
+    "TEG_CRASH_ROLLBACK_WITHIN_S": ("crash_rollback_within_s", p.seconds),
     "TEG_HEALTH_GRACE_S": ("health_grace_s", p.seconds),
     "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", p.seconds),
     "TEG_STOP_GRACE_S": ("stop_grace_s", p.seconds),

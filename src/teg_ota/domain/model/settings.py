@@ -57,3 +57,7 @@ class UpdateSettings:
 @dataclass(frozen=True, slots=True)
 class WatchdogSettings:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    crash_rollback_within_s: float = 0.0
+    """A version assigned and UPDATED less than this long ago that enters a crash loop is
+    rolled back to the known-good one and reported FAILED with the evidence (0: off, the
+    watchdog only restarts it with backoff and reports CRASH_LOOP)."""

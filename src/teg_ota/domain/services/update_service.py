@@ -97,6 +97,7 @@ class UpdateService:
             runtime, self._images, store, self._reporter, clock, settings, gate=gate
         )
         self._in_flight: str | None = None
+        self._updated: tuple[str, float] | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -329,14 +330,24 @@ class UpdateService:
                 log.error("could not record %s before stopping it: %s", state.version, exc)
         self._runtime.stop_controller(self._settings.stop_grace_s)
 
-    def rollback(self, on_progress: ProgressListener = quiet) -> UpdateResult:
+    def rollback(
+        self,
+        on_progress: ProgressListener = quiet,
+        *,
+        failing: str | None = None,
+        reason: str | None = None,
+    ) -> UpdateResult:
         """Operator command: back to the known-good version, or, when that is what runs
-        (the usual case after a successful update), to the one known good before it."""
+        (the usual case after a successful update), to the one known good before it.
+
+        ``failing`` and ``reason``: the watchdog's crash-loop rollback of ``failing`` (which
+        is then not running), reported FAILED with ``reason`` and what it rolled back to,
+        and remembered under the current settings (a settings change retries it)."""
         try:
             state = self._runtime.controller_state()
         except ContainerRuntimeError as exc:
             return UpdateResult(Outcome.FAILED, error=str(exc))
-        running = state.version if state.running else None
+        running = failing if failing is not None else (state.version if state.running else None)
         target = known_good.rollback_target(self._store.known_good_history(), running)
         if target is None:
             return UpdateResult(Outcome.FAILED, error="no earlier known-good version recorded")
@@ -347,11 +358,14 @@ class UpdateService:
         if result.outcome is Outcome.UPDATED and running is not None and running != target:
             # The operator's word sticks: the version rolled back from is FAILED on the
             # dashboard, and the re-sent assignment does not bring it back.
-            self._store.set_failed(
-                # No fingerprint: the operator's word holds whatever the settings become.
-                FailedVersion(running, ROLLED_BACK_BY_OPERATOR)
-            )
-            self._reporter.alone(OtaState.FAILED, ROLLED_BACK_BY_OPERATOR, target, version=running)
+            error = f"{reason}; rolled back to {target}" if reason else ROLLED_BACK_BY_OPERATOR
+            # No fingerprint for the operator: their word holds whatever the settings become.
+            fingerprint = None if reason is None else self._settings.fingerprint
+            try:
+                self._store.set_failed(FailedVersion(running, error, fingerprint))
+            except VersionStoreError as exc:
+                log.error("could not remember %s as failed: %s", running, exc)
+            self._reporter.alone(OtaState.FAILED, error, target, version=running)
         elif result.outcome is Outcome.UPDATED:
             self.report_current_software()
         return result
@@ -402,9 +416,20 @@ class UpdateService:
         )
         self._in_flight = package.version.value
         try:
-            return self._flow.drive(run, phases.start())
+            result = self._flow.drive(run, phases.start())
         finally:
             self._in_flight = None
+        if publish and result.outcome is Outcome.UPDATED:
+            self._updated = (package.version.value, self._clock.monotonic())
+        return result
+
+    def updated_at(self, version: str) -> float | None:
+        """When (monotonic) an assignment last brought ``version`` to UPDATED in this process;
+        ``None`` when it did not (a restart of teg-ota forgets it, as it forgets the
+        watchdog's crash count)."""
+        if self._updated is not None and self._updated[0] == version:
+            return self._updated[1]
+        return None
 
     def _forget_failure(self) -> None:
         """A remembered failure no longer applies. Not writable: it is only kept longer

@@ -4,7 +4,9 @@ The runner calls :meth:`Watchdog.tick` on every controller exit event and period
 safety net. A controller that keeps crashing is reported (telemetry ``controller_state`` =
 ``CRASH_LOOP``), not silently spun. It is deliberately not reported as ``sw_state`` FAILED:
 the software update did succeed, and a FAILED after UPDATED is exactly the inconsistent
-dashboard ThingsBoard's own clients are known for.
+dashboard ThingsBoard's own clients are known for. The one exception is the optional
+crash-after-commit policy (``crash_rollback_within_s``): a version that crash-loops soon
+after its UPDATED is rolled back, and then FAILED is what is true.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from teg_ota.domain.core import output_tail
 from teg_ota.domain.core.backoff import RestartBackoff
+from teg_ota.domain.model.outcome import Outcome
 from teg_ota.domain.model.settings import WatchdogSettings
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.ports.clock import Clock
@@ -45,6 +49,9 @@ class Watchdog:
         self._clock = clock
         self._service = service
         self._policy = settings.backoff
+        self._crash_rollback_within_s = settings.crash_rollback_within_s
+        self._exit_codes: list[int] = []
+        """Exit codes of the running version's crashes (the crash-loop rollback's evidence)."""
         self._backoff = RestartBackoff(settings.backoff, random)
         self._recovery_attempts = 0
         self._recovery_not_before = 0.0
@@ -77,6 +84,7 @@ class Watchdog:
                 # A new version (an update, a rollback) starts with a clean slate.
                 self._running_version = state.version
                 self._backoff.reset()
+                self._exit_codes.clear()
             self._backoff.observe_running(now)
             self._no_version_reported = False
             if self._backoff.failures == 0:
@@ -90,6 +98,8 @@ class Watchdog:
         self._backoff.observe_down(now)
         if not self._backoff.restart_due(now):
             return False
+        if self._last_exit_code is not None:
+            self._exit_codes = [*self._exit_codes[-9:], self._last_exit_code]
         if self._backoff.crash_looping:
             log.error(
                 "controller %s keeps stopping (%d restarts without a stable run, last exit "
@@ -98,6 +108,8 @@ class Watchdog:
                 self._backoff.failures,
                 self._last_exit_code,
             )
+            if self._roll_back_crash_loop(version, now):
+                return True
             self._publish_state("CRASH_LOOP")
         log.warning("controller is not running; restarting %s", version)
         self._backoff.record_restart(now)
@@ -105,6 +117,33 @@ class Watchdog:
         return True
 
     tick = restart_controller_if_needed
+
+    def _roll_back_crash_loop(self, version: str, now: float) -> bool:
+        """The optional policy: a version assigned and UPDATED less than
+        ``crash_rollback_within_s`` ago that crash-loops goes back to the known-good one,
+        reported FAILED with the evidence (its exit codes, the end of its output)."""
+        within = self._crash_rollback_within_s
+        updated = self._service.updated_at(version)
+        if within <= 0 or updated is None or now - updated > within:
+            return False
+        try:
+            shown = output_tail.summary(self._runtime.last_output(output_tail.SUMMARY_LINES))
+        except ContainerRuntimeError as exc:
+            log.warning("cannot read the output of the crash-looping %s: %s", version, exc)
+            shown = ""
+        codes = ", ".join(str(code) for code in self._exit_codes) or "unknown"
+        evidence = (
+            f"{version} crash-looped within {within:g} s of its update "
+            f"({self._backoff.failures} restarts, exit codes {codes})"
+        )
+        if shown:
+            evidence = f"{evidence}; last output: {shown}"
+        log.error("%s: rolling back (TEG_CRASH_ROLLBACK_WITHIN_S)", evidence)
+        result = self._service.rollback(failing=version, reason=evidence)
+        if result.outcome is not Outcome.UPDATED:
+            log.error("the crash-loop rollback of %s failed: %s", version, result.error)
+            return False
+        return True
 
     def _recover_left_over_update(self) -> bool:
         """Finish an update left unfinished (its recovery waited for the engine) before
