@@ -188,9 +188,9 @@ def test_other_interruptions_are_not_counted() -> None:
     assert world.store.interrupted is None
 
 
-def test_a_failure_observed_against_the_version_does_not_clear_the_count() -> None:
-    """ "In a row" is about interruptions; a version remembered as failed otherwise keeps
-    its count (nothing needs it, nothing clears it)."""
+def test_a_failure_observed_against_the_version_ends_the_streak() -> None:
+    """ "In a row": an attempt that ran to its verdict (here the health gate saw it exit)
+    was not interrupted, so the streak of interruptions is over."""
     world = World()
     world.store.interrupted = InterruptedAttempts("v1.1", 1)
     world.runtime.behaviours["v1.1"] = Behaviour(exits_after_s=2, exit_code=3)
@@ -199,7 +199,7 @@ def test_a_failure_observed_against_the_version_does_not_clear_the_count() -> No
 
     assert result.outcome is Outcome.ROLLED_BACK
     assert world.store.failed_version is not None
-    assert world.store.interrupted == InterruptedAttempts("v1.1", 1)
+    assert world.store.interrupted is None
 
 
 # ------------------------------------------------------------ when the store fails

@@ -71,6 +71,7 @@ class FakeGateway:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     status_values: dict[str, object] = field(default_factory=lambda: {"running": True})
     fail: Exception | None = None
+    cancels: list[str] = field(default_factory=list)
 
     def _call(self, *call: Any) -> UpdateResult:
         self.calls.append(call)
@@ -94,6 +95,9 @@ class FakeGateway:
 
     def force_swap(self, version: str) -> None:
         self.calls.append(("force_swap", version))
+
+    def cancel_waiting_swap(self, why: str) -> None:
+        self.cancels.append(why)
 
 
 @dataclass
@@ -292,6 +296,7 @@ def test_update_is_accepted_then_run_on_the_worker(force: bool | None, expected:
     assert rig.reply() == {"result": "accepted"}
     forced = [("force_swap", "v1.1")] if expected else []
     assert rig.gateway.calls == forced, "a forced swap waiting now ends at once"
+    assert rig.gateway.cancels == ["the operator's update RPC runs first"]
     rig.run_queued()
     assert rig.gateway.calls == [*forced, ("update", "v1.1", expected)]
 

@@ -160,7 +160,7 @@ def test_a_controller_that_stops_while_waiting_is_swapped_at_once() -> None:
 def test_a_newer_request_replaces_a_waiting_swap() -> None:
     world = GatedWorld(held_s=10_000)
     world.service.set_swap_interrupt(
-        lambda: "replaced by a newer request" if world.clock.mono > 1020 else None
+        lambda target: "replaced by a newer request" if world.clock.mono > 1020 else None
     )
     result = world.service.handle_request(world.request("v1.1"))
 
@@ -219,3 +219,65 @@ def test_a_window_follows_local_time_across_the_dst_change() -> None:
 def test_settings_of_a_world_default_to_no_gate() -> None:
     assert UpdateSettings().update_windows == ""
     assert UpdateSettings().swap_max_wait_s is None
+
+
+def test_an_unassignment_or_an_operators_command_ends_the_wait_without_a_swap() -> None:
+    for resend in (False, True):
+        world = GatedWorld(held_s=10_000)
+        clock = world.clock
+        assert isinstance(clock, HookedClock)
+        clock.hooks.append(
+            lambda c, w=world, r=resend: w.service.cancel_waiting_swap("why", resend=r)
+            if c.mono > 1030
+            else None
+        )
+        requests = world.telemetry.attribute_requests
+        result = world.service.handle_request(world.request("v1.1"))
+
+        assert result.outcome is Outcome.FAILED and result.error == "why"
+        assert "stop" not in world.runtime.calls
+        assert world.store.journal() is None
+        assert world.deferred[-1] == ""
+        asked = world.telemetry.attribute_requests - requests
+        assert asked == (1 if resend else 0), "the assignment comes back behind the command"
+
+
+def test_a_cancel_with_no_wait_in_progress_is_forgotten() -> None:
+    world = GatedWorld(held_s=None)
+    world.service.cancel_waiting_swap("nothing waits", resend=True)
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+
+
+def test_the_maximum_wait_counts_inside_the_windows_only() -> None:
+    world = GatedWorld(
+        held_s=10_000_000,
+        update_windows="02:00-03:00",
+        timezone=ZoneInfo("UTC"),
+        swap_max_wait_s=1800,
+    )
+    world.clock.wall = _at("2026-12-03 02:30:00", "UTC")
+    world.service = world.new_service()
+    result = world.service.handle_request(world.request("v1.1"))
+    # 30 min of lock wait inside tonight's window, then the window closes; the next night
+    # starts again from zero: it gives up at 02:30 the next day, not at 02:00.
+    assert result.outcome is Outcome.FAILED
+    gave_up = _at("2026-12-04 02:30:00", "UTC")
+    assert gave_up <= world.clock.wall < gave_up + 5, world.clock.wall
+
+
+def test_an_engine_that_does_not_answer_keeps_the_wait() -> None:
+    world = GatedWorld(held_s=120)
+    clock = world.clock
+    assert isinstance(clock, HookedClock)
+    clock.hooks.append(lambda c: setattr(world.runtime, "unavailable", 1020 < c.mono < 1060))
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+
+
+def test_an_operators_rollback_never_waits() -> None:
+    world = GatedWorld(held_s=None)
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+    world.lock.held_until = world.clock.monotonic() + 10_000
+    result = world.service.rollback()
+    assert result.outcome is Outcome.UPDATED
+    assert world.runtime.controller_state().version == "v1.0"
+    assert world.clock.mono < world.lock.held_until

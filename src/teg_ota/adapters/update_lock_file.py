@@ -5,13 +5,16 @@ An exclusive ``flock`` on the whole file, never a lock *file* whose existence me
 lock can never go stale, and a file that exists but nobody holds does not block. The file
 lives in the controller's data directory (``/root/data/update.lock`` inside the container),
 created mode 0644 when missing; ``flock`` needs no write access, so a controller that runs
-as another user opens it read-only and locks it all the same.
+as another user opens it read-only and locks it all the same. It is opened without following
+symbolic links and must be a regular file (O_NONBLOCK: a FIFO planted there cannot hang the
+open); anything else is logged and treated as no lock.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from loguru import logger
@@ -37,9 +40,13 @@ class FlockUpdateLock:
         if self._fd is not None:
             return True
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, LOCK_FILE_MODE)
+            fd = self._open()
         except OSError as exc:
             self._broken(f"cannot open {self._path}: {exc.strerror or exc}")
+            return True
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._broken(f"{self._path} is not a regular file")
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -53,6 +60,18 @@ class FlockUpdateLock:
         self._fd = fd
         self._broken_logged = None
         return True
+
+    def _open(self) -> int:
+        """The lock file, never through a symbolic link: the directory is the controller's,
+        and teg-ota runs as root (a link to /etc/nologin would have it created)."""
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            return os.open(self._path, flags)
+        except FileNotFoundError:
+            try:
+                return os.open(self._path, flags | os.O_CREAT | os.O_EXCL, LOCK_FILE_MODE)
+            except FileExistsError:  # created meanwhile (by the controller): use it
+                return os.open(self._path, flags)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from dependency_injector import containers, providers
+from loguru import logger
 
 from teg_ota.adapters.docker import DockerRuntime, DockerRuntimeSettings
 from teg_ota.adapters.file_version_store import FileVersionStore
@@ -25,7 +26,7 @@ from teg_ota.adapters.mqtt import (
 )
 from teg_ota.adapters.system_clock import SystemClock
 from teg_ota.adapters.update_lock_file import FlockUpdateLock
-from teg_ota.app.controller_mounts import controller_mounts, data_dir
+from teg_ota.app.controller_mounts import CONTAINER_DATA, controller_mounts, data_dir
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
@@ -105,7 +106,18 @@ def _update_lock(settings: Settings) -> FlockUpdateLock | None:
     absolute; ``None`` when the setting is empty."""
     if settings.update_lock_file is None:
         return None
-    return FlockUpdateLock(Path(data_dir(settings)) / settings.update_lock_file)
+    path = Path(data_dir(settings)) / settings.update_lock_file
+    data_mount = f"{data_dir(settings)}:{CONTAINER_DATA}:rw"
+    if not Path(settings.update_lock_file).is_absolute() and (
+        data_mount not in controller_mounts(settings).mounts
+    ):
+        logger.warning(
+            "the update lock {} is not in a directory mounted into the controller (the "
+            "default /root/data mount is off or replaced): the controller cannot hold it; "
+            "set TEG_UPDATE_LOCK_FILE to a path it sees, or empty for no lock",
+            path,
+        )
+    return FlockUpdateLock(path)
 
 
 def _update_settings(settings: Settings) -> UpdateSettings:

@@ -103,6 +103,7 @@ class Gateway:
             return
         if self.exclusive.cancel_offer():
             logger.info("the queued update was cancelled: its package was unassigned")
+        self.service.cancel_waiting_swap("its package was unassigned", resend=False)
         self.exclusive.submit(self.service.forget_assignment, message.keys)
 
     def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
@@ -150,6 +151,11 @@ class Gateway:
         """End the wait of a swap to ``version`` for the controller's update lock or a
         maintenance window now, without waiting for the worker (any thread)."""
         self.service.force_swap(version)
+
+    def cancel_waiting_swap(self, why: str) -> None:
+        """An operator's command must run now: a swap waiting for the lock or a window
+        gives way, and its assignment is asked for again to come back behind it."""
+        self.service.cancel_waiting_swap(why, resend=True)
 
     def update_safely(self, version: str) -> UpdateResult:
         return self.exclusive.run(self.service.start_controller_safely, version)

@@ -194,9 +194,13 @@ class Runner:
     def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._exclusive.submit(fn))
 
-    def _newer_offer(self) -> str | None:
+    def _newer_offer(self, target: str) -> str | None:
+        """A request for another version waits: the waiting swap gives way. The same
+        assignment re-sent (every reconnect) does not restart the wait."""
         waiting = self._exclusive.offer_waiting()
-        return f"replaced by a newer request ({waiting})" if waiting else None
+        if waiting is None or waiting == repr(target):
+            return None
+        return f"replaced by a newer request ({waiting})"
 
     # ------------------------------------------------------------------- RPC
 

@@ -19,7 +19,7 @@ import base64
 import binascii
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import docker
@@ -53,8 +53,11 @@ def is_foreign_link(path: str, stat: dict[str, Any] | None) -> bool:
 class ToolMountFilter:
     """Keeps the tool mounts an image can take (cached per image id)."""
 
-    def __init__(self) -> None:
+    def __init__(self, probe_labels: Mapping[str, str] | None = None) -> None:
         self._refused: dict[str, frozenset[str]] = {}
+        self._probe_labels = dict(probe_labels or {})
+        """On the probe container, so that one a kill left behind is pruned with the
+        controller's stopped containers."""
 
     def allowed(self, client: docker.DockerClient, image: str, mounts: Sequence[str]) -> list[str]:
         """``mounts`` without those whose target is a link to another program in ``image``.
@@ -72,7 +75,7 @@ class ToolMountFilter:
         if refused is None:
             targets = [mount_target(mount) for mount in mounts]
             try:
-                refused = self._probe(client, image_id, targets)
+                refused = self._probe(client, image_id, targets, self._probe_labels)
             except docker.errors.APIError as exc:
                 logger.warning("cannot check the tool paths of {}: {}", image, short(exc))
                 return list(mounts)
@@ -89,10 +92,13 @@ class ToolMountFilter:
 
     @staticmethod
     def _probe(
-        client: docker.DockerClient, image_id: str, targets: Sequence[str]
+        client: docker.DockerClient,
+        image_id: str,
+        targets: Sequence[str],
+        labels: Mapping[str, str],
     ) -> frozenset[str]:
         created = client.api.create_container(
-            image=image_id, entrypoint=_PROBE_ENTRYPOINT, network_disabled=True
+            image=image_id, entrypoint=_PROBE_ENTRYPOINT, network_disabled=True, labels=dict(labels)
         )
         probe = created["Id"]
         try:

@@ -30,6 +30,7 @@ from teg_ota.adapters.docker.image_links import ToolMountFilter
 from teg_ota.adapters.docker.validation import check_tag
 from teg_ota.domain.model.controller import (
     COMMIT_LABEL,
+    VERSION_LABEL,
     ControllerExit,
     ControllerState,
     ImageInfo,
@@ -112,7 +113,7 @@ class DockerRuntime:
         self._layout = BuildLayout(self._settings.build_context, self._settings.dockerfile)
         self._bad_labels_logged: set[str] = set()
         self._stopped: failed_container.Stopped | None = None
-        self._tool_mounts = ToolMountFilter()
+        self._tool_mounts = ToolMountFilter({VERSION_LABEL: "teg-ota-image-probe"})
 
     @property
     def settings(self) -> DockerRuntimeSettings:
@@ -194,11 +195,25 @@ class DockerRuntime:
             dockerfile=chosen.dockerfile,
             build_args=self._settings.build_args,
         )
+        self._check_tool_paths(tag)
 
     def load_image(self, archive_path: str, tag: str, labels: Mapping[str, str]) -> None:
         """Load a ``docker save`` archive's one image as ``tag``, carrying ``labels``."""
         self._check_tag(tag, BuildFailed)
         build.load_image(self._docker, archive_path, tag, labels, self._settings.build_timeout_s)
+        self._check_tool_paths(tag)
+
+    def _check_tool_paths(self, tag: str) -> None:
+        """Which host tools the new image can take as mounts, found now, while the old
+        controller still runs, not after its stop (the answer is cached per image)."""
+        tools = self._settings.tool_mounts
+        if not tools:
+            return
+        try:
+            with self._engine(f"checking the tool paths of {tag}") as client:
+                self._tool_mounts.allowed(client, tag, tools)
+        except ContainerRuntimeError as exc:
+            logger.debug("tool paths of {} left for its start: {}", tag, exc)
 
     # -- run / stop --------------------------------------------------------------------------
 

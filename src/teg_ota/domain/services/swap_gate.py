@@ -34,7 +34,7 @@ from teg_ota.domain.core.phases import Done, Failed, Held, Result
 from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.services.reporting import Reporter, notify
 from teg_ota.ports.clock import Clock
-from teg_ota.ports.container_runtime import ContainerRuntime
+from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
 from teg_ota.ports.update_lock import UpdateLock
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,11 @@ class SwapGate:
         self._settings = settings
         self._windows = windows.parse_windows(settings.update_windows)
         self._forced: str | None = None
-        self.interrupted: Callable[[], str | None] = lambda: None
-        """Why a waiting swap must give way (a newer assignment waits), else ``None``; the
-        composition root sets it."""
+        self._waiting: str | None = None
+        self._cancelled: tuple[str, bool] | None = None
+        self.interrupted: Callable[[str], str | None] = lambda target: None
+        """Why a waiting swap to ``target`` must give way (a request for another version
+        waits), else ``None``; the runner sets it."""
         self.held: Callable[[], bool] = lambda: False
 
     @property
@@ -73,6 +75,13 @@ class SwapGate:
         """The operator forces the swap to ``version`` (from any thread: an RPC arrives
         while the update waits): lock and windows are ignored for it."""
         self._forced = version
+
+    def cancel(self, reason: str, *, resend: bool) -> None:
+        """End a wait in progress without the swap (any thread): the package was
+        unassigned, or an operator's command must run now. ``resend``: ask ThingsBoard for
+        the assignment again afterwards, so it comes back behind that command."""
+        if self._waiting is not None:
+            self._cancelled = (reason, resend)
 
     def unforce(self, version: str) -> None:
         if self._forced == version:
@@ -93,9 +102,11 @@ class SwapGate:
     ) -> Result:
         if not old_running or not self.gated:
             return Done(digest=digest)
+        self._cancelled, self._waiting = None, target
         try:
             return self._poll(target, digest, publish, listener)[0]
         finally:
+            self._waiting = None
             if self._forced == target:
                 self._forced = None
 
@@ -117,9 +128,16 @@ class SwapGate:
                 self._take_if_free()
                 log.warning("swapping to %s now: forced by the operator", target)
                 return self._end(Done(digest=digest), shown, publish)
+            cancelled = self._cancelled
+            if cancelled is not None:
+                if cancelled[1]:
+                    self._reporter.request_assignment()
+                return self._end(Held(cancelled[0], replaced=True), shown, publish)
             now = self._clock.now()
             why = self._window_wait(now)
-            if why is None:
+            if why is not None:
+                lock_since = None  # the maximum wait counts inside the windows only
+            else:
                 if self._lock is None or self._lock.try_acquire():
                     return self._end(Done(digest=digest), shown, publish)
                 if lock_since is None:
@@ -130,11 +148,11 @@ class SwapGate:
                     return self._end(self._gave_up(target, digest, why, max_wait), shown, publish)
             if self._clock.monotonic() >= next_look:
                 next_look = self._clock.monotonic() + _RUNNING_CHECK_S
-                if not self._runtime.controller_state().running:
+                if not self._still_running(target):
                     log.warning("the controller stopped while %s waited: swapping now", target)
                     self._take_if_free()
                     return self._end(Done(digest=digest), shown, publish)
-            reason = self.interrupted()
+            reason = self.interrupted(target)
             if reason is not None:
                 return self._end(Held(reason, replaced=True), shown, publish)
             if why != shown:
@@ -149,6 +167,14 @@ class SwapGate:
                 until = (opening - now) if opening is not None else _RUNNING_CHECK_S
                 pause = max(pause, min(until, _RUNNING_CHECK_S))
             self._clock.sleep(pause)
+
+    def _still_running(self, target: str) -> bool:
+        """An engine that does not answer (restarting) is no reason to end the wait."""
+        try:
+            return self._runtime.controller_state().running
+        except ContainerRuntimeError as exc:
+            log.warning("waiting to swap to %s: cannot see the controller (%s)", target, exc)
+            return True
 
     def _end(self, result: Result, shown: str | None, publish: bool) -> tuple[Result, str | None]:
         if shown is not None and publish:

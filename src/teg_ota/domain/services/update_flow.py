@@ -76,6 +76,9 @@ class UpdateRun:
     publish: bool = True
     """False when nothing was assigned (a start-up launch, an operator's rollback): the
     states go to the listener only, not to ThingsBoard."""
+    gated: bool = True
+    """False for the operator's own commands (a rollback, a launch): the swap does not wait
+    for the controller's update lock or a maintenance window."""
 
     @property
     def target(self) -> str:
@@ -106,6 +109,15 @@ class UpdateFlow:
     # ------------------------------------------------------------------ the loop
 
     def drive(self, run: UpdateRun, step: Step) -> UpdateResult:
+        try:
+            return self._drive(run, step)
+        finally:
+            # Taken at the end of WAITING and normally let go after SWAPPING started the
+            # new container; a failure in between (the SWAPPING journal write, an error)
+            # must not leave the controller unable to take its own lock.
+            self.gate.release()
+
+    def _drive(self, run: UpdateRun, step: Step) -> UpdateResult:
         phase = Phase.PREPARING
         while True:
             failure = self._apply(step.effects, run)
@@ -185,7 +197,7 @@ class UpdateFlow:
         return self.gate.wait(
             run.target,
             run.digest,
-            old_running=run.old_running,
+            old_running=run.old_running and run.gated,
             publish=run.publish,
             listener=run.on_progress,
         )
@@ -304,6 +316,12 @@ class UpdateFlow:
                 case RememberFailure(error=error):
                     failed = FailedVersion(run.target, error, self._settings.fingerprint)
                     self._guard("remember the failed version", self._store.set_failed, failed)
+                    # An attempt that ran to its verdict ends the streak of interruptions.
+                    self._guard(
+                        "forget the interrupted attempts",
+                        self._store.set_interrupted_attempts,
+                        None,
+                    )
                 case RecordSuccess():
                     error = self._record_success(run)
                     if error is not None:

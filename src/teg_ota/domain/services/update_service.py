@@ -39,7 +39,7 @@ from teg_ota.domain.model.versions import Version, normalised, parse_version
 from teg_ota.domain.services.image_maker import ImageMaker
 from teg_ota.domain.services.recoverer import Recoverer
 from teg_ota.domain.services.reporting import CurrentSoftware, ProgressListener, Reporter, quiet
-from teg_ota.domain.services.swap_gate import SwapGate
+from teg_ota.domain.services.swap_gate import DEFERRED_KEY, SwapGate
 from teg_ota.domain.services.update_flow import UpdateFlow, UpdateRun
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime
@@ -250,9 +250,16 @@ class UpdateService:
         maintenance window: also one waiting now (any thread: an RPC)."""
         self._flow.gate.force(normalised(version) or version)
 
-    def set_swap_interrupt(self, interrupted: Callable[[], str | None]) -> None:
-        """What tells a waiting swap to give way (a newer assignment waits)."""
+    def set_swap_interrupt(self, interrupted: Callable[[str], str | None]) -> None:
+        """What tells a waiting swap to a target to give way (a request for another
+        version waits)."""
         self._flow.gate.interrupted = interrupted
+
+    def cancel_waiting_swap(self, reason: str, *, resend: bool) -> None:
+        """A swap waiting for the lock or a window ends without swapping (any thread):
+        the package was unassigned, or an operator's command must run first (``resend``:
+        the assignment is asked for again, to come back behind it)."""
+        self._flow.gate.cancel(reason, resend=resend)
 
     def start_controller_safely(
         self, version: str, on_progress: ProgressListener | None = None
@@ -415,6 +422,7 @@ class UpdateService:
             grace_s=self._settings.health_grace_s,
             on_progress=on_progress,
             publish=publish,
+            gated=publish,  # the operator's own commands (rollback, launch) never wait
         )
         self._in_flight = package.version.value
         try:
@@ -454,6 +462,9 @@ class UpdateService:
 
     def recover(self) -> UpdateResult:
         """Finish or undo an update a crash or power cut interrupted (``Recoverer``)."""
+        if self._flow.gate.gated and self._store.journal() is not None:
+            # It may have been waiting to swap: what ThingsBoard was told is over.
+            self._reporter.telemetry({DEFERRED_KEY: ""})
         return self._recoverer.recover()
 
     def _recover_current(self) -> UpdateResult:
