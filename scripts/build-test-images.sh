@@ -55,7 +55,15 @@ _build_if_changed() {
 }
 
 _prepare_busybox() {
-    install -m 0755 /bin/busybox "$_TEG_IMAGES_ROOT/tests/images/busybox/busybox"
+    local context="$_TEG_IMAGES_ROOT/tests/images/busybox"
+    install -m 0755 /bin/busybox "$context/busybox"
+    # util-linux's flock (essential on Debian) and the libraries it links, at their paths.
+    rm -rf "$context/rootfs"
+    install -D -m 0755 "$(command -v flock)" "$context/rootfs/usr/local/bin/flock"
+    local lib
+    for lib in $(ldd "$(command -v flock)" | grep -o '/[^ ]*'); do
+        install -D -m 0755 "$(readlink -f "$lib")" "$context/rootfs$lib"
+    done
 }
 
 _prepare_mosquitto() {
@@ -66,7 +74,7 @@ build_test_images() {
     local force=${1:-}
     local images="$_TEG_IMAGES_ROOT/tests/images"
     _build_if_changed "$TEG_BUSYBOX_IMAGE" "$images/busybox" "$force" _prepare_busybox \
-        "$images/busybox/Dockerfile" /bin/busybox || return 1
+        "$images/busybox/Dockerfile" /bin/busybox "$(command -v flock)" || return 1
     _build_if_changed "$TEG_MOSQUITTO_IMAGE" "$images/mosquitto" "$force" _prepare_mosquitto \
         "$images/mosquitto/Dockerfile" "$images/mosquitto/prepare.sh" \
         "$images/mosquitto/mosquitto.conf" /usr/sbin/mosquitto || return 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes this machine able to run the integration tests, idempotently:
 #   1. apt-installs what is missing (docker.io, mosquitto, busybox-static, git, docker-compose,
-#      faketime, python3-venv) -- as root only; otherwise it says what to install and exits 1;
+#      faketime, util-linux, procps, python3-venv) -- as root only; otherwise it says what to install and exits 1;
 #   2. starts dockerd without bridge/iptables (no registry, no bridge network on these machines,
 #      see docs of the test infrastructure) unless `docker info` already answers;
 #   3. builds the local test base images (scripts/build-test-images.sh).
@@ -36,7 +36,8 @@ pkg_installed() {
 # --- 1. packages ----------------------------------------------------------------------------
 missing=()
 # faketime: libfaketime, to run a gateway under test with its clock off (tests/integration/tb_clock.py)
-for pkg in docker.io mosquitto busybox-static git docker-compose faketime; do
+# util-linux: flock, copied into the test image (update-lock tests); procps: ps, which `docker top` runs
+for pkg in docker.io mosquitto busybox-static git docker-compose faketime util-linux procps; do
     pkg_installed "$pkg" || missing+=("$pkg")
 done
 if ! python3 -m venv --help >/dev/null 2>&1; then

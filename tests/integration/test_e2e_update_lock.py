@@ -2,9 +2,10 @@
 
 ``teg-ota run`` against the real dockerd and the ThingsBoard stand-in, with the default lock
 ``update.lock`` in the controller's data dir (``/root/data/update.lock`` inside it). The
-holder is a real process with an exclusive ``flock`` on that file. It runs on the host, on the
-bind-mounted file: the test image (static busybox) has no ``flock`` applet, and a flock is
-the kernel's, the same whichever mount namespace the holder sits in.
+holder is a process in the controller container, util-linux's ``flock`` (the test image
+carries it: busybox has no flock applet) run with ``docker exec``; the maximum-wait test uses
+a holder on the host, on the same bind-mounted file (a flock is the kernel's, whichever mount
+namespace its holder is in).
 """
 
 from __future__ import annotations
@@ -52,11 +53,36 @@ def hold_lock(e2e: base.E2E, procs: list[subprocess.Popen[bytes]], seconds: floa
     )
 
 
+HOLD = "3517"  # a sleep no other process on the machine runs: the holder's name
+
+
+def hold_lock_in_controller(e2e: base.E2E, container: str) -> int:
+    """The controller's own process takes the lock (``flock --no-fork``: one process, the
+    ``sleep`` it becomes holds it); its host pid."""
+    e2e.client.api.exec_start(
+        e2e.client.api.exec_create(
+            container,
+            ["/usr/local/bin/flock", "--no-fork", "/root/data/update.lock", "/bin/sleep", HOLD],
+        ),
+        detach=True,
+    )
+    lock = e2e.data / "update.lock"
+    wait_until(
+        lambda: subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode != 0,
+        10,
+        "the controller's process to take the lock",
+    )
+    top = e2e.client.api.top(container, ps_args="-eo pid,args")
+    pids = [row[0] for row in top["Processes"] if row[-1] == f"/bin/sleep {HOLD}"]
+    assert len(pids) == 1, f"the holder among {top['Processes']}"
+    return int(pids[0])
+
+
 @pytest.mark.timeout(240)
-def test_the_swap_waits_for_the_lock_then_swaps_when_released(e2e: base.E2E, holder) -> None:
+def test_the_swap_waits_for_the_lock_then_swaps_when_released(e2e: base.E2E) -> None:
     runner = e2e.start_gateway()
     old = e2e.wait_controller("v1.0")["Id"]
-    hold_lock(e2e, holder, 3600)
+    holder_pid = hold_lock_in_controller(e2e, old)
     since = e2e.standin.mark()
 
     e2e.standin.assign(SW_TITLE, "v1.1")
@@ -74,7 +100,7 @@ def test_the_swap_waits_for_the_lock_then_swaps_when_released(e2e: base.E2E, hol
     assert "UPDATING" not in e2e.standin.sw_states(since)
 
     # The holder dies (SIGKILL): the kernel releases the lock; the swap follows.
-    os.killpg(holder[0].pid, signal.SIGKILL)
+    os.kill(holder_pid, signal.SIGKILL)
     e2e.wait_state(runner, "UPDATED", since, 120)
     e2e.wait_controller("v1.1")
     values = e2e.standin.values_of(DEFERRED, since)
