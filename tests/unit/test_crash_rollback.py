@@ -80,3 +80,19 @@ def test_a_crash_loop_after_the_window_is_only_restarted() -> None:
 
     assert world.runtime.controller_state().version == "v1.1"
     assert world.store.failed() is None
+
+
+def test_a_new_version_never_inherits_the_old_ones_crash_streak() -> None:
+    world = Guarded(within_s=600)
+    world.runtime.behaviours["v1.0"] = Behaviour(output=("old",))
+    # v1.0 crash-loops first (the streak is v1.0's) ...
+    world.crash_until(lambda: world.watchdog.backoff.crash_looping)
+    assert world.runtime.container is not None
+    world.runtime.container.running = False
+    # ... then v1.1 is assigned and passes its gate, and crashes once before a tick saw it.
+    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
+    world.runtime.kill(exit_code=3)
+    world.watchdog.tick()
+
+    assert world.store.failed() is None, "one crash is no crash loop"
+    assert not world.watchdog.backoff.crash_looping

@@ -281,3 +281,19 @@ def test_an_operators_rollback_never_waits() -> None:
     assert result.outcome is Outcome.UPDATED
     assert world.runtime.controller_state().version == "v1.0"
     assert world.clock.mono < world.lock.held_until
+
+
+def test_a_cancel_while_the_update_prepares_ends_its_wait_at_once() -> None:
+    world = GatedWorld(held_s=10_000)
+    original = world.runtime.build_image
+
+    def build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        original(*args, **kwargs)
+        world.service.cancel_waiting_swap("its package was unassigned", resend=False)
+
+    world.runtime.build_image = build  # type: ignore[method-assign]
+    result = world.service.handle_request(world.request("v1.1"))
+
+    assert result.outcome is Outcome.FAILED and result.error == "its package was unassigned"
+    assert "stop" not in world.runtime.calls
+    assert world.clock.mono < 1010, "no wait"

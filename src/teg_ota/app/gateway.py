@@ -109,7 +109,8 @@ class Gateway:
     def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
         """Queue ``request`` behind what runs; a newer offer replaces it (latest wins).
         ``then`` runs after it, on the same thread."""
-        self.exclusive.offer(repr(request.version), lambda: self._run_offered(request, then))
+        name = repr(normalised(request.version) or request.version)  # as the gate compares
+        self.exclusive.offer(name, lambda: self._run_offered(request, then))
 
     def _run_offered(self, request: OtaRequest, then: Callable[[], object] | None) -> None:
         try:

@@ -68,8 +68,6 @@ class RpcGateway(Protocol):
 
     def force_swap(self, version: str) -> None: ...
 
-    def cancel_waiting_swap(self, why: str) -> None: ...
-
 
 class RpcReplies(Protocol):
     """The link's reply side (:meth:`GmqttLink.publish_rpc_response`)."""
@@ -179,9 +177,6 @@ class RpcDispatcher:
             # A swap to it waiting for the controller's lock or a window ends now: the
             # queued job would only run after that wait.
             self._gateway.force_swap(call.version)
-        # A swap to another version waiting for a lock or a window gives way: the operator's
-        # command runs next (the forced swap above, if it is that one, goes first).
-        self._gateway.cancel_waiting_swap(f"the operator's {call.method} RPC runs first")
         if self._run_exclusive(job):
             self._reply(request_id, reply)
         else:

@@ -214,6 +214,10 @@ class Runner:
             self._exclusive.submit(job)
         except RuntimeError:
             logger.warning("an RPC operation was dropped: the worker is closed")
+            return
+        # Queued first (jobs run before offers): a swap waiting for a lock or a window now
+        # gives way to the operator's command, and its assignment comes back behind it.
+        self._gateway.cancel_waiting_swap("an operator's RPC runs first")
 
     def _rpc_aside(self, job: Job) -> bool:
         """Called on the link's thread: run ``job`` on a thread of the loop's executor."""

@@ -40,6 +40,9 @@ from teg_ota.ports.update_lock import UpdateLock
 log = logging.getLogger(__name__)
 
 DEFERRED_KEY = "update_deferred"
+_LONGEST_PAUSE_S = 2.0
+"""Outside the windows: well under the runner's shutdown grace, so a stop finds the wait
+between two polls and ends it cleanly (``update_deferred`` cleared)."""
 _RUNNING_CHECK_S = 10.0
 """How often a waiting swap asks the engine whether the controller still runs."""
 
@@ -77,11 +80,19 @@ class SwapGate:
         self._forced = version
 
     def cancel(self, reason: str, *, resend: bool) -> None:
-        """End a wait in progress without the swap (any thread): the package was
-        unassigned, or an operator's command must run now. ``resend``: ask ThingsBoard for
-        the assignment again afterwards, so it comes back behind that command."""
-        if self._waiting is not None:
-            self._cancelled = (reason, resend)
+        """End a wait without the swap (any thread). The package was unassigned
+        (``resend`` false): also an update still preparing will not wait. An operator's
+        command must run now (``resend``: ThingsBoard is asked for the assignment again, so
+        it comes back behind it): only a wait in progress ends; an update still preparing
+        goes on, and the command runs after it."""
+        if resend and self._waiting is None:
+            return  # an operator's command only ends a wait; one still preparing goes on
+        self._cancelled = (reason, resend)
+
+    def new_update(self) -> None:
+        """An update starts: a cancel meant for an earlier one is forgotten; one that
+        arrives from now on (while it prepares, too) ends its wait."""
+        self._cancelled = None
 
     def unforce(self, version: str) -> None:
         if self._forced == version:
@@ -102,7 +113,7 @@ class SwapGate:
     ) -> Result:
         if not old_running or not self.gated:
             return Done(digest=digest)
-        self._cancelled, self._waiting = None, target
+        self._waiting = target
         try:
             return self._poll(target, digest, publish, listener)[0]
         finally:
@@ -165,7 +176,7 @@ class SwapGate:
             if lock_since is None:  # outside the windows: nothing to poll but the clock
                 opening = windows.next_opening(self._windows, now, self._zone)
                 until = (opening - now) if opening is not None else _RUNNING_CHECK_S
-                pause = max(pause, min(until, _RUNNING_CHECK_S))
+                pause = max(pause, min(until, _LONGEST_PAUSE_S))
             self._clock.sleep(pause)
 
     def _still_running(self, target: str) -> bool:

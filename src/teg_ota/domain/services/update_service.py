@@ -425,6 +425,7 @@ class UpdateService:
             gated=publish,  # the operator's own commands (rollback, launch) never wait
         )
         self._in_flight = package.version.value
+        self._flow.gate.new_update()
         try:
             result = self._flow.drive(run, phases.start())
         finally:
@@ -432,6 +433,10 @@ class UpdateService:
         if publish and result.outcome is Outcome.UPDATED:
             self._updated = (package.version.value, self._clock.monotonic())
         return result
+
+    def forget_updated(self) -> None:
+        """The crash-loop rollback was tried: once per update, whatever it gave."""
+        self._updated = None
 
     def updated_at(self, version: str) -> float | None:
         """When (monotonic) an assignment last brought ``version`` to UPDATED in this process;

@@ -95,6 +95,12 @@ class Watchdog:
         version = self._store.last_launched()
         if version is None:
             return self._ask_for_a_version(now)
+        if version != self._running_version:
+            # Another version was launched (an update it never saw running): its crashes
+            # start a streak of their own, never the previous version's.
+            self._running_version = version
+            self._backoff.reset()
+            self._exit_codes.clear()
         self._backoff.observe_down(now)
         if not self._backoff.restart_due(now):
             return False
@@ -139,6 +145,7 @@ class Watchdog:
         if shown:
             evidence = f"{evidence}; last output: {shown}"
         log.error("%s: rolling back (TEG_CRASH_ROLLBACK_WITHIN_S)", evidence)
+        self._service.forget_updated()  # one attempt: never a ping-pong between two versions
         result = self._service.rollback(failing=version, reason=evidence)
         if result.outcome is not Outcome.UPDATED:
             log.error("the crash-loop rollback of %s failed: %s", version, result.error)
