@@ -12,7 +12,7 @@ from teg_ota.domain.model.errors import BuildFailed, EngineDiskFull
 from teg_ota.domain.model.journal import Answer, FailedVersion
 from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.outcome import Outcome
-from teg_ota.domain.services.update_service import ROLLED_BACK_BY_OPERATOR
+from teg_ota.domain.services.operator_commands import ROLLED_BACK_BY_OPERATOR
 
 from .fakes import Behaviour
 from .test_update_service import SUCCESS, World, slow_build

@@ -23,7 +23,8 @@ from teg_ota.domain.core.ota_messages import (
 )
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.domain.model.versions import normalised
-from teg_ota.domain.services.update_service import ASSIGNMENT_KEYS, UpdateService
+from teg_ota.domain.services.operator_commands import ASSIGNMENT_KEYS
+from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
 from teg_ota.ports.container_runtime import (
     ContainerRuntime,

@@ -88,9 +88,14 @@ def build_image(
             deadline,
             timeout_s,
             progress,
-            build_args=build_args,
-            redact=redact,
+            build_args,
+            redact,
         )
+    except BuildFailed as exc:
+        message = redact(str(exc))
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from None  # the original message holds a build argument
     finally:
         context.close()
     logger.info("built image {}", tag)
@@ -208,43 +213,8 @@ def _build_from(
     deadline: float,
     timeout_s: float,
     progress: Callable[[str], None] | None,
-    *,
     build_args: Mapping[str, str] | None = None,
     redact: Callable[[str], str] = str,
-) -> None:
-    try:
-        _send_build(
-            engine,
-            context,
-            dockerfile,
-            tag,
-            labels,
-            action,
-            deadline,
-            timeout_s,
-            progress,
-            build_args,
-            redact,
-        )
-    except BuildFailed as exc:
-        message = redact(str(exc))
-        if message == str(exc):
-            raise
-        raise type(exc)(message) from None  # the original message holds a build argument
-
-
-def _send_build(
-    engine: Engine,
-    context: IO[bytes],
-    dockerfile: str | None,
-    tag: str,
-    labels: Mapping[str, str],
-    action: str,
-    deadline: float,
-    timeout_s: float,
-    progress: Callable[[str], None] | None,
-    build_args: Mapping[str, str] | None,
-    redact: Callable[[str], str],
 ) -> None:
     with engine.session(action, BuildFailed) as client:
         try:

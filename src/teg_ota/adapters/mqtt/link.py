@@ -42,15 +42,10 @@ and the :class:`OutboxSender` (delivers the outbox):
 * Newest assignment wins: an answer to an attribute request sent before the latest
   attribute push of OTA keys arrived is not handed on (logged at debug): it may carry the
   assignment the push replaced.
-* Server-side RPC: requests on ``v1/devices/me/rpc/request/{id}`` go to ``on_rpc(id,
-  payload)`` (link's thread, the rules of ``on_attributes``); an id that is not a decimal
-  Java int is ignored with a warning. :meth:`GmqttLink.publish_rpc_response` answers on
-  ``v1/devices/me/rpc/response/{id}``: published at once (QoS 1, not through the outbox: a
-  reply is only meaningful live, ThingsBoard gives up on it after its RPC timeout), dropped
-  with a log line when not connected.
-* Provisioning: with a ``provisioner`` (provision.py), the loop first awaits the device's
-  credentials (stored, or provisioned now, retried with its own delays) and connects with
-  them from then on; ``stop()`` interrupts it. Meanwhile the outbox keeps what is published.
+* Server-side RPC requests go to ``on_rpc(id, payload)`` (session.py); replies and the
+  uptime are published live (:meth:`GmqttLink._send_live`), never queued: worth nothing late.
+* With a ``provisioner`` (provision.py) the loop first awaits the device's credentials;
+  ``stop()`` interrupts it, and the outbox keeps what is published meanwhile.
 
 :meth:`GmqttLink.stop` flushes the outbox while connected, within its timeout, then sends
 DISCONNECT. Whatever is left stays in the outbox for the next start, but for entries a
@@ -229,7 +224,8 @@ class GmqttLink:
         if self._loop is None:
             logger.warning("Reply to RPC request {} dropped: the link is not started", request_id)
             return
-        self._call_in_loop(lambda: self._send_rpc_response(request_id, topic, payload))
+        dropped = f"Reply to RPC request {request_id} dropped: not connected"
+        self._call_in_loop(lambda: self._send_live(topic, payload, dropped))
 
     def publish_live_telemetry(self, values: Mapping[str, object]) -> None:
         """Telemetry worth something only now (the controller's uptime): published flat at
@@ -373,18 +369,16 @@ class GmqttLink:
         session.request_attributes(request_id)
         logger.debug("Requested the OTA attributes (request {})", request_id)
 
-    def _send_rpc_response(self, request_id: int, topic: str, payload: bytes) -> None:
+    def _send_live(self, topic: str, payload: bytes, dropped: str | None = None) -> None:
+        """Publish now on the live session (QoS 1), never queued; offline: dropped (with
+        the ``dropped`` warning, when given)."""
         session = self._connector.live_session()
         if session is None:
-            logger.warning("Reply to RPC request {} dropped: not connected", request_id)
+            if dropped is not None:
+                logger.warning("{}", dropped)
             return
         session.client.publish(topic, payload, qos=1)
-        logger.debug("Replied to RPC request {}: {} bytes", request_id, len(payload))
-
-    def _send_live(self, topic: str, payload: bytes) -> None:
-        session = self._connector.live_session()
-        if session is not None:
-            session.client.publish(topic, payload, qos=1)
+        logger.debug("Published {} bytes live on {}", len(payload), topic)
 
     def _on_attributes(self, topic: str, payload: bytes) -> None:
         """Every message on the attribute topics (loop thread), before ``on_attributes``."""
