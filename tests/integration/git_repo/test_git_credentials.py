@@ -141,7 +141,8 @@ def test_credentials_in_the_underlying_error_text_are_scrubbed(
     def leaky_fetch(*_args: object, **_kwargs: object) -> None:
         raise OSError(f"cannot reach {url} (user deploy, password s3cret!)\nsecond line {url}")
 
-    monkeypatch.setattr("teg_ota.adapters.git.repository.porcelain.fetch", leaky_fetch)
+    # The adapter's one fetch call (fetching.fetch_changed, as repository imports it).
+    monkeypatch.setattr("teg_ota.adapters.git.repository.fetch_changed", leaky_fetch)
     log_lines.clear()
     with pytest.raises(FetchFailed) as caught:
         repo.fetch()
@@ -252,10 +253,11 @@ def test_http_credentials_are_used_but_never_written_into_dot_git(
     assert repo.resolve("v1.0") == remote.first
     assert http_remote.authorised and http_remote.refused == []
     assert _files_holding(dot_git, TOKEN) == []
-    # The remote is configured without credentials; the reflogs name it the same way.
+    # The remote is configured without credentials; the reflogs name it the same way (HEAD's
+    # and the branch's: a clone writes the tags packed, without a reflog, as git clone does).
     assert remote.git(controller_path, "config", "remote.origin.url") == http_remote.url(None)
-    reflog = (dot_git / "logs" / "refs" / "tags" / "v1.0").read_text()
-    assert f"clone: from {http_remote.url(None)}" in reflog
+    for reflog in (dot_git / "logs" / "HEAD", dot_git / "logs" / "refs" / "heads" / "main"):
+        assert f"clone: from {http_remote.url(None)}" in reflog.read_text()
 
     second = remote.commit({"app.py": "print('v2')\n"}, "second")
     remote.tag("v1.1")

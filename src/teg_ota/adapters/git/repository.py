@@ -12,17 +12,14 @@ Credentials in the URL reach the transport only, never a log line, an exception 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from dulwich import porcelain
 from dulwich.errors import NotGitRepository
-from dulwich.refs import HEADREF, LOCAL_TAG_PREFIX
+from dulwich.refs import HEADREF
 from dulwich.repo import Repo
 from loguru import logger
 
@@ -34,7 +31,11 @@ from teg_ota.adapters.git.credentials import (
     redact_url,
     split_credentials,
 )
+from teg_ota.adapters.git.fetching import fetch_changed
+from teg_ota.adapters.git.local_clone import clone_local
+from teg_ota.adapters.git.local_remote import local_remote_dir
 from teg_ota.adapters.git.lookup import commit_by_hash, peel_to_commit, tag_target
+from teg_ota.adapters.git.network_clone import clone_network
 from teg_ota.adapters.git.worktree import remove_entry, reset_worktree
 from teg_ota.domain.model.errors import InvalidVersion
 from teg_ota.domain.model.versions import VersionKind, parse_version
@@ -82,18 +83,13 @@ class DulwichSourceRepo:
                 )
             username, password = credentials_for(self._url, remote_url)
             try:
-                # With a configured remote name, dulwich imports refs/heads/* as
-                # refs/remotes/<remote>/* and refs/tags/* as refs/tags/*, setting each
-                # unconditionally: a tag that moved on the remote moves here too. The
-                # reflog message names the URL without credentials (dulwich's default
-                # would quote the configured URL as it is).
-                result = porcelain.fetch(
+                # Only what changed (:mod:`.fetching`); a tag that moved on the remote moves
+                # here too. The reflog message names the URL without credentials.
+                fetched = fetch_changed(
                     repo,
                     self._remote_name,
-                    outstream=io.StringIO(),
-                    errstream=io.BytesIO(),
-                    message=b"fetch: from " + redact_url(remote_url).encode("utf-8"),
-                    quiet=True,
+                    remote_url,
+                    b"fetch: from " + redact_url(remote_url).encode("utf-8"),
                     username=username,
                     password=password,
                 )
@@ -104,8 +100,8 @@ class DulwichSourceRepo:
                 raise FetchFailed(
                     f"fetching the controller repository from {shown} failed: {reason}"
                 ) from None
-        tags = sum(1 for name in result.refs if name.startswith(LOCAL_TAG_PREFIX))
-        logger.info("fetched controller repository from {} ({} tag refs)", shown, tags)
+        changed = f"{fetched.tags} tag refs, {fetched.refs_written} refs changed"
+        logger.info("fetched controller repository from {} ({})", shown, changed)
 
     def resolve(self, tag_or_commit: str) -> str:
         """The commit a full hash or a tag (lightweight or annotated, peeled) names."""
@@ -234,23 +230,14 @@ class DulwichSourceRepo:
         # The remote is configured (and the reflogs name it) without the credentials; the
         # transport gets them separately.
         bare_url, username, password = split_credentials(url)
-        auth: dict[str, Any] = {}  # typed loosely: porcelain.clone passes **kwargs on
-        if username is not None:
-            auth["username"] = username
-        if password is not None:
-            auth["password"] = password
+        source_dir = local_remote_dir(bare_url) if username is None and password is None else None
+        message = b"clone: from " + bare_url.encode("utf-8")
         try:
-            if not existed:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            repo = porcelain.clone(
-                bare_url,
-                path,
-                bare=False,
-                checkout=True,
-                origin=self._remote_name,
-                errstream=io.BytesIO(),
-                **auth,
-            )
+            os.makedirs(path, exist_ok=True)
+            if source_dir is not None:  # on this machine: its packs copied (.local_clone)
+                repo = clone_local(source_dir, path, bare_url, self._remote_name, message)
+            else:  # one pack from the server, the refs in one file (.network_clone)
+                repo = clone_network(path, bare_url, self._remote_name, message, username, password)
         except Exception as exc:  # noqa: BLE001 - any transport/protocol/OS failure
             reason = describe(exc, url)
             logger.debug("clone of {} failed: {}", shown, reason)
