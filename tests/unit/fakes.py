@@ -95,6 +95,9 @@ class FakeRuntime:
         self.build_fails: str | None = None
         self.start_fails_for: set[str] = set()
         self.build_log = ["Step 1/2 : FROM teg-ota-test-busybox", "Successfully built"]
+        self.restarts_prepared = 0
+        self.prepared_discards = 0
+        """How often recovery asked for a left-over prepared container to be removed."""
         self.image_by_id: dict[str, dict[str, str]] = {}
         """Image id -> labels: a container runs an image, whatever its tag names later."""
 
@@ -215,6 +218,25 @@ class FakeRuntime:
         if version in self.start_fails_for:
             raise StartFailed(f"cannot start {tag}: device /dev/i2c-1 not found")
         self.container = _Container(tag, dict(labels), self.clock.now(), image_id=self._id_of(tag))
+
+    def replace_controller(self, tag: str, labels: Mapping[str, str], grace_s: float) -> None:
+        """As the engine's: the new container is made before the stop, so a missing image
+        fails with the old controller still running."""
+        self._check()
+        if tag not in self.images:
+            self.calls.append(f"run {tag}")
+            raise StartFailed(f"no such image {tag}")
+        self.stop_controller(grace_s)
+        self.run_controller(tag, labels)
+
+    def prepare_restart(self) -> None:
+        self._check()
+        self.restarts_prepared += 1
+
+    def discard_prepared(self) -> bool:
+        self._check()
+        self.prepared_discards += 1
+        return False
 
     def stop_controller(self, grace_s: float) -> None:
         self._check()

@@ -79,6 +79,26 @@ class ContainerRuntime(Protocol):
         same name. Raises :class:`StartFailed`."""
         ...
 
+    def replace_controller(self, tag: str, labels: Mapping[str, str], grace_s: float) -> None:
+        """Stop the running controller (as :meth:`stop_controller`) and start ``tag`` in its
+        place, with nothing but the stop and the start between the old one's exit and the new
+        one's start: the new container is created before the stop (a missing image fails
+        with the old one still running) and takes the controller's name after its start.
+        Raises :class:`StartFailed` or :class:`StopFailed`."""
+        ...
+
+    def prepare_restart(self) -> None:
+        """The stopped controller's restart waits (the watchdog's backoff): make the restart
+        cheaper by preparing its container now. Best effort; may do nothing. Raises
+        :class:`ContainerRuntimeError`."""
+        ...
+
+    def discard_prepared(self) -> bool:
+        """Remove what an interrupted swap may have left besides the controller (a
+        prepared container, under its temporary name); True when there was one. Recovery
+        calls it first. Raises :class:`ContainerRuntimeError`."""
+        ...
+
     def stop_controller(self, grace_s: float) -> None:
         """Stop the controller (SIGTERM, then SIGKILL after ``grace_s``); no-op if stopped."""
         ...

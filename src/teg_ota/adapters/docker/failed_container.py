@@ -1,8 +1,9 @@
 """A crashed or failed controller container: its last output logged, the container kept.
 
-Before a stopped controller container makes way for the next one (:meth:`DockerRuntime.
-run_controller`), a failed one has its last lines (``crash_log_lines``) copied into
-teg-ota's log and is kept, renamed ``<name>-failed``, so that ``docker logs
+When a stopped controller container makes way for the next one, which happens once that
+next one has started (:mod:`.next_container`: none of this is in the downtime), a failed
+one has its last lines (``crash_log_lines``) copied into teg-ota's log and is kept,
+renamed ``<name>-failed``, so that ``docker logs
 <name>-failed`` still shows what happened; the previous kept one is removed then, and the
 kept one goes at the next successful update (which prunes stopped containers:
 :meth:`DockerRuntime.prune_stopped_containers` removes it by name, whatever its labels).
@@ -106,8 +107,9 @@ def make_way(
     stopped: Stopped | None,
     starting: str,
 ) -> None:
-    """Remove the stopped container ``attrs`` (named ``name``) before ``starting`` runs, or,
-    when it failed, log its last ``lines`` lines and keep it as ``<name>-failed``."""
+    """Remove the stopped container ``attrs`` (named ``name``) now that ``starting`` runs in
+    its place, or, when it failed, log its last ``lines`` lines and keep it as
+    ``<name>-failed``."""
     container_id = str(attrs.get("Id") or name)
     if lines > 0 and is_failure(attrs, stopped):
         output = last_lines(client, container_id, lines)
@@ -132,7 +134,7 @@ def make_way(
             )
         if _keep(client, attrs, container_id, name):
             return
-    logger.info("removing stopped container {} before starting {}", name, starting)
+    logger.info("removing stopped container {}: {} runs in its place", name, starting)
     with suppress(docker.errors.NotFound):
         client.api.remove_container(container_id)
 

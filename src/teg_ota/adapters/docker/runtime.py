@@ -13,8 +13,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, suppress
 from typing import Any
 
 import docker
@@ -22,11 +21,12 @@ import docker.errors
 import docker.types
 from loguru import logger
 
-from teg_ota.adapters.docker import build, failed_container, inspection, waiting
+from teg_ota.adapters.docker import build, failed_container, inspection, next_container, waiting
 from teg_ota.adapters.docker.build_context import BuildLayout
-from teg_ota.adapters.docker.client import Engine, explanation, short
-from teg_ota.adapters.docker.host_dirs import ensure_directories
+from teg_ota.adapters.docker.client import Engine, short
 from teg_ota.adapters.docker.image_links import ToolMountFilter
+from teg_ota.adapters.docker.next_container import NextContainer
+from teg_ota.adapters.docker.runtime_settings import DockerRuntimeSettings
 from teg_ota.adapters.docker.validation import check_tag
 from teg_ota.domain.model.controller import (
     COMMIT_LABEL,
@@ -39,68 +39,11 @@ from teg_ota.domain.model.errors import (
     BuildFailed,
     ContainerRuntimeError,
     InvalidVersion,
-    PrivilegeRefused,
     StartFailed,
     StopFailed,
 )
 
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-@dataclass(frozen=True, slots=True)
-class DockerRuntimeSettings:
-    """How the controller container is run, and where the engine is.
-
-    ``restart_policy`` defaults to ``"no"`` on purpose: teg-ota's watchdog owns restarts, so
-    that restart backoff, crash-loop detection and rollback to the previous version are ours
-    and observable (``wait_for_exit`` sees every exit). A Docker restart policy would restart
-    the container behind the watchdog's back and hide crash loops from it.
-
-    ``privileged`` defaults to ``True`` because the controller needs the Raspberry Pi's
-    hardware; machines whose capability bounding set forbids it (CI) set it to ``False``.
-    """
-
-    container_name: str = "teg_controller"
-    image_prefix: str = "teg-controller-"
-    network_mode: str = "host"
-    privileged: bool = True
-    restart_policy: str = "no"
-    environment: Mapping[str, str] = field(default_factory=dict)
-    mounts: Sequence[str] = ()
-    """Bind mounts in Docker's ``"src:dst[:ro]"`` form."""
-    build_timeout_s: float = 1800
-    """Upper bound for a whole image build (or load); it is cancelled when exceeded."""
-    base_url: str | None = None
-    """Engine address (``unix:///var/run/docker.sock``); ``None`` = ``docker.from_env()``."""
-    prune_label: str | None = None
-    """Only prune stopped containers carrying this label (``key`` or ``key=value``);
-    ``None`` prunes every stopped container, as the seed's gateway did."""
-    build_context: str | None = None
-    """Relative to the staged work tree; ``None``: ``docker`` when it has
-    ``docker/<dockerfile>``, else the work tree itself (the original gateway's layout first;
-    :mod:`.build_context`)."""
-    dockerfile: str = "Dockerfile"
-    """Relative to the build context."""
-    build_args: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """``--build-arg``s of every build; never logged (they may hold secrets)."""
-    log_driver: str = "json-file"
-    log_options: Mapping[str, str] = field(
-        default_factory=lambda: {"max-size": "10m", "max-file": "5"}
-    )
-    """Applied to every container created (an SD card must never fill with logs)."""
-    crash_log_lines: int = 50
-    """Last lines of a failed container copied into teg-ota's log before it makes way for
-    the next one, which is kept as ``<name>-failed`` until the next success (0: neither;
-    :mod:`.failed_container`)."""
-    stop_timeout_s: float | None = None
-    """The container's own ``StopTimeout``: the grace a plain ``docker stop`` or the engine's
-    shutdown gives it (``None``: the engine's 10 s). teg-ota's own stops pass theirs."""
-    tool_mounts: Sequence[str] = ()
-    """Read-only mounts of host programs (the Pi tools), left out for an image whose path is
-    a link to another program (:mod:`.image_links`)."""
-    create_dirs: Sequence[str] = ()
-    """Host directories created (mode 0755) when missing before a container is created
-    (the sources of the default mounts: :mod:`.host_dirs`)."""
 
 
 class DockerRuntime:
@@ -114,6 +57,9 @@ class DockerRuntime:
         self._bad_labels_logged: set[str] = set()
         self._stopped: failed_container.Stopped | None = None
         self._tool_mounts = ToolMountFilter({VERSION_LABEL: "teg-ota-image-probe"})
+        self._next = NextContainer(self._settings, self._tool_mounts)
+        self._started: tuple[str, dict[str, str]] | None = None
+        """The tag and labels of the controller this runtime last started."""
 
     @property
     def settings(self) -> DockerRuntimeSettings:
@@ -218,71 +164,63 @@ class DockerRuntime:
     # -- run / stop --------------------------------------------------------------------------
 
     def run_controller(self, tag: str, labels: Mapping[str, str]) -> None:
-        """Create and start the controller from the local image ``tag``.
-
-        ``containers.run`` would pull when the image is missing: the image is checked first,
-        and the container is created with ``containers.create`` (which never pulls) and then
-        started, so a missing image is a :class:`StartFailed`, never a download.
-        """
+        """Create (or take the one prepared) and start the controller from the local image
+        ``tag`` while no controller runs; a stopped one makes way after the start
+        (:mod:`.next_container`). Nothing is ever pulled: a missing image is a
+        :class:`StartFailed`, never a download."""
         self._check_tag(tag, StartFailed)
-        settings = self._settings
-        name = settings.container_name
-        action = f"starting {name} from {tag}"
-        with self._engine(action, StartFailed) as client:
-            try:
-                client.api.inspect_image(tag)
-            except docker.errors.NotFound as exc:
+        name = self._settings.container_name
+        with self._engine(f"starting {name} from {tag}", StartFailed) as client:
+            if inspection.is_running(self._inspect_container(client)):
                 raise StartFailed(
-                    f"{action}: image {tag} does not exist locally (it is never pulled)"
-                ) from exc
-            existing = self._inspect_container(client)
-            if existing is not None:
-                if inspection.is_running(existing):
-                    raise StartFailed(f"{action}: container {name} is already running")
-                failed_container.make_way(
-                    client, existing, name, settings.crash_log_lines, self._stopped, tag
+                    f"starting {name} from {tag}: container {name} is already running"
                 )
-            ensure_directories(settings.create_dirs)
-            # The low-level call: ``containers.create`` cannot set ``StopTimeout``.
-            host_config = client.api.create_host_config(
-                network_mode=settings.network_mode,
-                privileged=settings.privileged,
-                restart_policy={"Name": settings.restart_policy},
-                binds=[
-                    *settings.mounts,
-                    *self._tool_mounts.allowed(client, tag, settings.tool_mounts),
-                ],
-                log_config=docker.types.LogConfig(
-                    type=settings.log_driver, config=dict(settings.log_options)
-                ),
-            )
-            stop_timeout = settings.stop_timeout_s
-            created = client.api.create_container(
-                image=tag,
-                name=name,
-                detach=True,
-                environment=dict(settings.environment),
-                labels=dict(labels),
-                host_config=host_config,
-                stop_timeout=None if stop_timeout is None else max(0, math.ceil(stop_timeout)),
-            )
-            container_id = created["Id"]
-            try:
-                client.api.start(container_id)
-            except docker.errors.APIError as exc:
-                # An unstartable container would only be in the way of the next attempt.
-                try:
-                    client.api.remove_container(container_id, force=True)
-                except docker.errors.APIError as cleanup_exc:
-                    logger.warning("could not remove unstartable {}: {}", name, cleanup_exc)
-                if settings.privileged and inspection.refuses_privilege(explanation(exc)):
-                    raise PrivilegeRefused(
-                        f"{action}: the container engine refuses privileged containers "
-                        f"({explanation(exc)}); fix the engine, or set "
-                        "TEG_CONTROLLER_PRIVILEGED=0 on the gateway"
-                    ) from exc
-                raise
+            prepared = self._next.prepare(client, tag, labels)
+            self._next.start(client, prepared, self._stopped)
+        self._started = (tag, dict(labels))
         logger.info("started {} from {}", name, tag)
+
+    def replace_controller(self, tag: str, labels: Mapping[str, str], grace_s: float) -> None:
+        """Stop the controller and start ``tag`` in its place, with nothing but the stop
+        and the start between the old one's exit and the new one's start: the new one is
+        created first, while the old one runs, and named after its start."""
+        self._check_tag(tag, StartFailed)
+        name = self._settings.container_name
+        with self._engine(f"preparing {name} from {tag}", StartFailed) as client:
+            prepared = self._next.prepare(client, tag, labels)
+        try:
+            self.stop_controller(grace_s)
+        except ContainerRuntimeError:
+            # The old one may still run: the prepared one must not linger beside it.
+            with suppress(ContainerRuntimeError), self._engine("removing " + self._next.name) as c:
+                self._next.discard(c)
+            raise
+        with self._engine(f"starting {name} from {tag}", StartFailed) as client:
+            self._next.start(client, prepared, self._stopped)
+        self._started = (tag, dict(labels))
+        logger.info("started {} from {} in place of the previous one", name, tag)
+
+    def prepare_restart(self) -> None:
+        """The stopped controller's restart waits (the watchdog's backoff): create its
+        replacement now, from the image and labels this runtime last started it with, so the
+        restart only starts it. Nothing when those are unknown (another process started it)
+        or the controller runs."""
+        started = self._started
+        if started is None:
+            return
+        tag, labels = started
+        name = self._settings.container_name
+        with self._engine(f"preparing the restart of {name}", StartFailed) as client:
+            attrs = self._inspect_container(client)
+            if attrs is None or inspection.is_running(attrs):
+                return
+            if next_container.image_of(attrs) == tag:
+                self._next.prepare(client, tag, labels)
+
+    def discard_prepared(self) -> bool:
+        """Remove a next controller container an interrupted swap left behind."""
+        with self._engine("removing a left-over next controller container") as client:
+            return self._next.discard(client)
 
     def stop_controller(self, grace_s: float) -> None:
         name = self._settings.container_name
@@ -313,9 +251,7 @@ class DockerRuntime:
 
     def wait_for_exit(self, timeout_s: float) -> ControllerExit | None:
         """Block until the controller exits or turns unhealthy (event-driven, not polled)."""
-        return waiting.wait_for_exit(
-            self._docker, self._settings.container_name, timeout_s, self.controller_state
-        )
+        return waiting.wait_for_exit(self._docker, self._settings.container_name, timeout_s)
 
     # -- housekeeping ------------------------------------------------------------------------
 

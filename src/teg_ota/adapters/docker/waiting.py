@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -17,7 +17,7 @@ from loguru import logger
 
 from teg_ota.adapters.docker import inspection
 from teg_ota.adapters.docker.client import Engine, close_quietly
-from teg_ota.domain.model.controller import ControllerExit, ControllerState
+from teg_ota.domain.model.controller import ControllerExit
 from teg_ota.domain.model.errors import RuntimeUnavailable
 
 _STREAM_END_SLACK_S = 0.5
@@ -35,12 +35,7 @@ def inspect_container(client: docker.DockerClient, name: str) -> dict[str, Any] 
     return attrs
 
 
-def wait_for_exit(
-    engine: Engine,
-    name: str,
-    timeout_s: float,
-    controller_state: Callable[[], ControllerState],
-) -> ControllerExit | None:
+def wait_for_exit(engine: Engine, name: str, timeout_s: float) -> ControllerExit | None:
     """Block on the engine's event stream until container ``name`` dies or turns unhealthy.
 
     The stream is subscribed *before* the current state is inspected, so an exit between
@@ -87,7 +82,10 @@ def wait_for_exit(
         # The stream ended: the deadline, or the engine closed it (shutting down?).
         left = deadline - time.monotonic()
         if closed.is_set() or left <= _STREAM_END_SLACK_S:
-            return inspection.exit_from_state(controller_state())
+            # The container alone (not its image too): what ends a health grace, so it is
+            # on the way to UPDATED.
+            with engine.session(action) as client:
+                return inspection.exit_from_attrs(inspect_container(client, name))
         stream_lost = True
         resubscribes += 1
         if resubscribes > _MAX_STREAM_RESUBSCRIBES:

@@ -77,6 +77,10 @@ class Recoverer:
         journal = self._store.journal()
         if journal is None:
             return UpdateResult(Outcome.NOTHING_TO_RECOVER)
+        # A swap interrupted after it created (or even started) the new container under its
+        # temporary name: the recovery table looks at the controller's name alone, and what
+        # it starts must be the one controller, so the left-over goes first.
+        self._runtime.discard_prepared()
         engine = self._runtime.controller_state()
         step = recovery.resume(
             journal,

@@ -9,10 +9,9 @@ applies the effects in order and goes on. Exceptions become results in exactly o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from teg_ota.domain.core import known_good, output_tail, phases
+from teg_ota.domain.core import output_tail, phases
 from teg_ota.domain.core.failures import Blame, blame, engine_lost
 from teg_ota.domain.core.phases import (
     ClearJournal,
@@ -32,7 +31,8 @@ from teg_ota.domain.core.phases import (
     Step,
     WriteJournal,
 )
-from teg_ota.domain.model.controller import Health
+from teg_ota.domain.core.recovery import remaining_grace_s
+from teg_ota.domain.model.controller import COMMIT_LABEL, Health
 from teg_ota.domain.model.errors import (
     ContainerRuntimeError,
     HealthCheckFailed,
@@ -43,14 +43,15 @@ from teg_ota.domain.model.errors import (
     VerificationFailed,
     VersionStoreError,
 )
-from teg_ota.domain.model.journal import FailedVersion, InterruptedAttempts, UpdateJournal
+from teg_ota.domain.model.journal import FailedVersion, UpdateJournal
 from teg_ota.domain.model.ota_state import OtaProgress
 from teg_ota.domain.model.outcome import UpdateResult
 from teg_ota.domain.model.package import PackageRef
 from teg_ota.domain.model.settings import UpdateSettings
-from teg_ota.domain.model.versions import parse_version
+from teg_ota.domain.model.versions import Version, parse_version
 from teg_ota.domain.services.image_maker import ImageMaker, labels_for
 from teg_ota.domain.services.reporting import ProgressListener, Reporter, quiet
+from teg_ota.domain.services.success_record import guard, note_interruption, record_success
 from teg_ota.domain.services.swap_gate import SwapGate
 from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime
@@ -79,6 +80,13 @@ class UpdateRun:
     gated: bool = True
     """False for the operator's own commands (a rollback, a launch): the swap does not wait
     for the controller's update lock or a maintenance window."""
+    swapped: tuple[float, int | None] | None = None
+    """Monotonic time the swap call began and the new controller's start (engine time, ms):
+    what the health grace is counted from (``None``: a recovered update; its grace is
+    what was left)."""
+    seen_healthy: bool = False
+    """The health gate just saw the new controller running and healthy (COMMITTING then has
+    nothing to start again; a recovered COMMITTING looks)."""
 
     @property
     def target(self) -> str:
@@ -204,18 +212,30 @@ class UpdateFlow:
 
     def _swap(self, run: UpdateRun) -> Result:
         try:
-            if run.old_running:
-                self._runtime.stop_controller(self._settings.stop_grace_s)
-            version = run.package.version
-            tag = self._images.tag(version)
-            self._runtime.run_controller(tag, labels_for(version, run.digest))
+            began = self._clock.monotonic()
+            self._put(run.package.version, run.digest, replace=run.old_running)
+            took = self._clock.monotonic() - began
         finally:
             self.gate.release()  # held since WAITING: the new controller may take it now
-        return Done(started_at_ms=self._runtime.controller_state().started_at_ms)
+        started_at_ms = self._runtime.controller_state().started_at_ms
+        run.swapped = (self._clock.monotonic() - took, started_at_ms)
+        return Done(started_at_ms=started_at_ms)
+
+    def _grace_left(self, run: UpdateRun) -> float:
+        """The grace runs from the new controller's start, not from the end of the swap call
+        (the old one made way and the new one took its name after the start) nor from the
+        journal write after it; the credit is never more than the monotonic time since the
+        call began, so a clock step cannot shorten the grace beyond that."""
+        if run.swapped is None:
+            return max(run.grace_s, 0.0)
+        began, started_at_ms = run.swapped
+        left = remaining_grace_s(run.grace_s, started_at_ms, self._clock.now() * 1000)
+        since = max(self._clock.monotonic() - began, 0.0)
+        return max(run.grace_s - min(run.grace_s - left, since), 0.0)
 
     def _health_check(self, run: UpdateRun) -> Result:
         version, grace = run.target, self._settings.health_grace_s
-        exit_ = self._runtime.wait_for_exit(max(run.grace_s, 0.0))
+        exit_ = self._runtime.wait_for_exit(self._grace_left(run))
         if exit_ is not None:
             raise self._gate_failed(f"{version} {exit_.describe()} within {grace:g} s")
         deadline = self._clock.monotonic() + self._settings.health_timeout_s
@@ -226,6 +246,7 @@ class UpdateFlow:
             if state.health is Health.UNHEALTHY:
                 raise self._gate_failed(f"{version} turned unhealthy")
             if state.health is not Health.STARTING:
+                run.seen_healthy = True
                 return Done()
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
@@ -250,14 +271,12 @@ class UpdateFlow:
     def _commit(self, run: UpdateRun) -> Result:
         """The gate passed: a controller a power cut stopped is started again. If that
         fails the watchdog keeps trying; the update is a success either way."""
+        if run.seen_healthy:
+            return Done()
         try:
             state = self._runtime.controller_state()
             if not (state.running and state.version == run.target):
-                if state.running:
-                    self._runtime.stop_controller(self._settings.stop_grace_s)
-                version = run.package.version
-                labels = labels_for(version, run.journal.commit)
-                self._runtime.run_controller(self._images.tag(version), labels)
+                self._put(run.package.version, run.journal.commit, replace=state.running)
         except ContainerRuntimeError as exc:
             log.error("%s passed its health gate but does not start again: %s", run.target, exc)
         return Done()
@@ -270,15 +289,18 @@ class UpdateFlow:
             state = self._runtime.controller_state()
             if state.running and previous is not None and state.version == previous:
                 return Done(running=previous)
-            if state.running:
-                self._runtime.stop_controller(self._settings.stop_grace_s)
             if previous is None:
+                if state.running:
+                    self._runtime.stop_controller(self._settings.stop_grace_s)
                 return Done(running=None)
             version = parse_version(previous)
-            if not self._images.start(version):
+            labels = self._runtime.image_labels(self._images.tag(version))
+            if labels is None:
+                # Rebuilt while whatever runs keeps running: the downtime stays the swap.
                 log.warning("image of %s is gone; rebuilding it for the rollback", previous)
                 self._images.make(PackageRef(version))
-                self._images.start(version)
+                labels = self._runtime.image_labels(self._images.tag(version)) or {}
+            self._put(version, labels.get(COMMIT_LABEL), replace=state.running)
             # It runs: a failed record must not turn that into "nothing could be started".
             self._guard(
                 "record the version rolled back to", self._store.set_last_launched, previous
@@ -291,6 +313,15 @@ class UpdateFlow:
         except Exception as exc:  # noqa: BLE001 - best effort: report what runs afterwards
             log.error("rollback from %s to %s failed: %s", run.target, previous, exc)
             return Done(running=None)
+
+    def _put(self, version: Version, commit: str | None, *, replace: bool) -> None:
+        """Start ``version``, in place of the running controller when ``replace``: then the
+        new container is made before the old one stops (the downtime is the swap alone)."""
+        tag, labels = self._images.tag(version), labels_for(version, commit)
+        if replace:
+            self._runtime.replace_controller(tag, labels, self._settings.stop_grace_s)
+        else:
+            self._runtime.run_controller(tag, labels)
 
     # ---------------------------------------------------------------- the effects
 
@@ -356,45 +387,12 @@ class UpdateFlow:
         return None
 
     def _record_success(self, run: UpdateRun) -> str | None:
-        """``None`` once recorded; else why not (the table then rolls back: a version the
-        gateway cannot record as launched is not the one a reboot would start). What a tag
-        named is recorded too: the moved-tag policy rests on it."""
-        version, commit = run.target, run.journal.commit or run.digest
-        try:
-            # Already in place (a recovery after UPDATED was out): nothing to write, and a
-            # disk that turned read-only since must not undo what was reported.
-            if self._store.last_launched() != version:
-                self._store.set_last_launched(version)
-            history = self._store.known_good_history()
-            if known_good.newest(history) != version:
-                self._store.set_known_good_history(known_good.after_success(history, version))
-        except VersionStoreError as exc:
-            log.error("%s passed its health gate, but recording it failed: %s", version, exc)
-            return str(exc)
-        # Not needed to claim the version: a stale failure record is only cleared, and
-        # without the commit record only a later move of the tag goes unnoticed (logged).
-        self._guard("forget the failed version", self._store.set_failed, None)
-        self._guard("forget the interrupted attempts", self._store.set_interrupted_attempts, None)
-        if commit is not None and not run.package.version.is_commit:
-            self._guard(f"record what {version} names", self._store.record_commit, version, commit)
-        return None
+        commit = run.journal.commit or run.digest
+        names_a_commit = run.package.version.is_commit
+        return record_success(self._store, run.target, commit, names_a_commit=names_a_commit)
 
     def _note_interruption(self, run: UpdateRun, count: int) -> None:
-        """Best effort: a count the disk refuses only weakens the loop guard (logged)."""
-        if count:
-            limit = self._settings.max_interrupted_attempts
-            log.warning(
-                "the swap or health gate of %s was interrupted (%d of %d in a row)",
-                run.target,
-                count,
-                limit,
-            )
-        record = InterruptedAttempts(run.target, count) if count else None
-        self._guard("count the interrupted attempt", self._store.set_interrupted_attempts, record)
+        limit = self._settings.max_interrupted_attempts
+        note_interruption(self._store, run.target, count, limit)
 
-    @staticmethod
-    def _guard(what: str, action: Callable[..., object], *args: object) -> None:
-        try:
-            action(*args)
-        except VersionStoreError as exc:
-            log.error("could not %s: %s", what, exc)
+    _guard = staticmethod(guard)
