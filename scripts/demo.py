@@ -186,6 +186,8 @@ def run_demo(  # noqa: PLR0915 - one straight story, told in order
         "TEG_HEALTH_GRACE_S": "5",
         "TEG_BACKOFF_INITIAL_S": "1",
         "TEG_BACKOFF_MAX_S": "10",
+        "TEG_MQTT_CONNECT_WINDOW_S": "0",  # one gateway: no fleet to spread
+        "TEG_MQTT_ATTRIBUTE_REQUEST_WINDOW_S": "0",
         "TEG_LOG_LEVEL": "INFO",
     }
     log_path = workdir / "teg-ota-run.log"

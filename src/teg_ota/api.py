@@ -8,8 +8,9 @@ gateway.status()
 """
 
 from teg_ota.app.container import Container, build_container, build_gateway
-from teg_ota.app.gateway import Gateway, GatewayStatus
+from teg_ota.app.gateway import Gateway
 from teg_ota.app.settings import ConfigError, Settings, load_settings
+from teg_ota.app.status_view import GatewayStatus
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.ports import OtaReport, TelemetrySink
 

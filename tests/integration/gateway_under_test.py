@@ -80,6 +80,11 @@ class GatewayUnderTest:
                 "TEG_CONTROLLER_IMAGE_PREFIX": self.prefix,
                 "TEG_SW_TITLE": SW_TITLE,
                 "TEG_HEALTH_GRACE_S": "3",
+                # No fleet spreading: these tests start gateways and restart brokers many
+                # times; a test of the spreading sets its own windows.
+                "TEG_MQTT_CONNECT_WINDOW_S": "0",
+                "TEG_MQTT_ATTRIBUTE_REQUEST_WINDOW_S": "0",
+                "TEG_UPDATE_START_WINDOW_S": "0",
             }
         )
         if self.clock_offset is not None:

@@ -23,7 +23,13 @@ from teg_ota.adapters.mqtt import DurableOutbox, GmqttLink, MqttSettings
 TELEMETRY = "v1/devices/me/telemetry"
 ATTRIBUTES = "v1/devices/me/attributes"
 EXPECTED_SHARED_KEYS = "sw_title,sw_version,sw_size,sw_checksum,sw_checksum_algorithm,sw_url,sw_tag"
-FAST = {"connect_backoff_initial_s": 0.2, "connect_backoff_max_s": 1.0, "keepalive": 10}
+FAST = {
+    "connect_backoff_initial_s": 0.2,
+    "connect_backoff_max_s": 1.0,
+    "keepalive": 10,
+    "connect_window_s": 0,  # no fleet spreading in these tests
+    "attribute_request_window_s": 0,
+}
 
 LinkFactory = Callable[..., GmqttLink]
 Software = tuple[str | None, str | None]

@@ -109,7 +109,9 @@ def test_a_wrong_secret_is_one_error_and_the_controller_runs_meanwhile(
     e2e: ProvisionE2E,
 ) -> None:
     wrong = f"WRONG-{uuid.uuid4().hex}"
-    runner = e2e.start_runner(THINGSBOARD_PROVISION_DEVICE_SECRET=wrong)
+    # The old fixed schedule: the next request exactly 60 s later (full jitter could draw
+    # it within the 6 s below; tests/unit/test_provision_jitter.py covers the jitter).
+    runner = e2e.start_runner(THINGSBOARD_PROVISION_DEVICE_SECRET=wrong, TEG_MQTT_JITTER="0")
 
     e2e.standin.wait_for_provision_calls(1, 60)
     e2e.wait_controller("v1.0")  # start-up is not held up by provisioning

@@ -212,8 +212,9 @@ def success(token: str = TOKEN) -> bytes:
 
 
 SETTINGS = MqttSettings(
-    host="tb.example", connect_backoff_initial_s=0.05, connect_backoff_max_s=0.1
+    host="tb.example", connect_backoff_initial_s=0.05, connect_backoff_max_s=0.1, jitter=False
 )
+"""Unjittered, so the delays below are exact; test_provision_jitter.py covers full jitter."""
 
 
 def run(provisioner: Provisioner, seconds: float | None = None) -> MqttSettings | None:
@@ -413,7 +414,7 @@ def test_the_link_stops_while_provisioning(tmp_path: Path) -> None:
         raise AssertionError("unreachable")
 
     link = GmqttLink(
-        MqttSettings(host="127.0.0.1", port=1),
+        MqttSettings(host="127.0.0.1", port=1, connect_window_s=0),
         DurableOutbox(tmp_path / "outbox"),
         current_software=lambda: (None, None),
         on_attributes=lambda topic, payload: None,

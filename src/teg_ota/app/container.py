@@ -11,9 +11,8 @@ import socket
 from pathlib import Path
 
 from dependency_injector import containers, providers
-from loguru import logger
 
-from teg_ota.adapters.docker import DockerRuntime, DockerRuntimeSettings
+from teg_ota.adapters.docker import DockerRuntime
 from teg_ota.adapters.file_version_store import FileVersionStore
 from teg_ota.adapters.git import DulwichSourceRepo, GitPackageSource
 from teg_ota.adapters.mqtt import (
@@ -25,42 +24,18 @@ from teg_ota.adapters.mqtt import (
     ProvisionRequest,
 )
 from teg_ota.adapters.system_clock import SystemClock
-from teg_ota.adapters.update_lock_file import FlockUpdateLock
-from teg_ota.app.controller_mounts import CONTAINER_DATA, controller_mounts, data_dir
 from teg_ota.app.exclusive import Exclusive
 from teg_ota.app.fingerprint import settings_fingerprint
 from teg_ota.app.gateway import Gateway
 from teg_ota.app.inbox import AttributeInbox, RpcInbox
 from teg_ota.app.settings import Settings
+from teg_ota.app.start_spread import StartSpread
+from teg_ota.app.wiring import docker_runtime_settings as _docker_settings
+from teg_ota.app.wiring import update_lock as _update_lock
 from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.services.reporting import CurrentSoftware
 from teg_ota.domain.services.update_service import UpdateService
 from teg_ota.domain.services.watchdog import Watchdog
-from teg_ota.ports.container_runtime import VERSION_LABEL
-
-
-def _docker_settings(settings: Settings) -> DockerRuntimeSettings:
-    mounts = controller_mounts(settings)
-    return DockerRuntimeSettings(
-        container_name=settings.container_name,
-        image_prefix=settings.image_prefix,
-        network_mode=settings.network_mode,
-        privileged=settings.privileged,
-        restart_policy=settings.restart_policy,
-        environment=dict(settings.controller_env),
-        mounts=mounts.mounts,
-        tool_mounts=mounts.tools,
-        create_dirs=mounts.directories,
-        stop_timeout_s=settings.stop_grace_s,
-        build_timeout_s=settings.build_timeout_s,
-        prune_label=None if settings.prune_all_containers else VERSION_LABEL,
-        build_context=settings.build_context,
-        dockerfile=settings.dockerfile,
-        build_args=dict(settings.build_args),
-        log_driver=settings.log_driver,
-        log_options=dict(settings.log_options),
-        crash_log_lines=settings.crash_log_lines,
-    )
 
 
 def _mqtt_settings(settings: Settings) -> MqttSettings:
@@ -76,6 +51,9 @@ def _mqtt_settings(settings: Settings) -> MqttSettings:
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
         client_id=settings.mqtt_client_id,
+        connect_window_s=settings.mqtt_connect_window_s,
+        attribute_request_window_s=settings.mqtt_attribute_request_window_s,
+        jitter=settings.mqtt_jitter,
     )
 
 
@@ -99,25 +77,6 @@ def _provisioner(settings: Settings) -> Provisioner | None:
         settings.provision_secret,
     )
     return Provisioner(request, CredentialsFile.in_data_path(Path(settings.data_path)))
-
-
-def _update_lock(settings: Settings) -> FlockUpdateLock | None:
-    """The controller's update lock, in its data dir (``/root/data`` inside) unless
-    absolute; ``None`` when the setting is empty."""
-    if settings.update_lock_file is None:
-        return None
-    path = Path(data_dir(settings)) / settings.update_lock_file
-    data_mount = f"{data_dir(settings)}:{CONTAINER_DATA}:rw"
-    if not Path(settings.update_lock_file).is_absolute() and (
-        data_mount not in controller_mounts(settings).mounts
-    ):
-        logger.warning(
-            "the update lock {} is not in a directory mounted into the controller (the "
-            "default /root/data mount is off or replaced): the controller cannot hold it; "
-            "set TEG_UPDATE_LOCK_FILE to a path it sees, or empty for no lock",
-            path,
-        )
-    return FlockUpdateLock(path)
 
 
 def _update_settings(settings: Settings) -> UpdateSettings:
@@ -170,6 +129,9 @@ class Container(containers.DeclarativeContainer):
         update_lock=providers.Callable(_update_lock, settings),
     )
     exclusive = providers.Singleton(Exclusive)
+    start_spread = providers.Singleton(
+        StartSpread, clock, settings.provided.update_start_window_s
+    )
     watchdog = providers.Singleton(
         Watchdog,
         runtime=runtime,
@@ -186,6 +148,7 @@ class Container(containers.DeclarativeContainer):
         runtime=runtime,
         store=store,
         exclusive=exclusive,
+        spread=start_spread,
     )
 
 

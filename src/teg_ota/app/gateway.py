@@ -3,18 +3,21 @@
 Products that own their MQTT connection hand attribute payloads to
 :meth:`Gateway.handle_attributes` and call :meth:`Gateway.watchdog_tick` from their main
 loop; everything else (Docker, Git, the version store) stays inside. Every operation goes
-through the process's one :class:`~teg_ota.app.exclusive.Exclusive`.
+through the process's one :class:`~teg_ota.app.exclusive.Exclusive`; an assignment first
+waits its random moment of the update start window
+(:class:`~teg_ota.app.start_spread.StartSpread`), off the worker.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 from loguru import logger
 
 from teg_ota.app.exclusive import Exclusive
-from teg_ota.domain.core import known_good
+from teg_ota.app.start_spread import StartSpread
+from teg_ota.app.status_view import GatewayStatus, read_status
 from teg_ota.domain.core.ota_messages import (
     OtaDeleted,
     OtaRequest,
@@ -34,26 +37,6 @@ from teg_ota.ports.container_runtime import (
 from teg_ota.ports.version_store import VersionStore, VersionStoreError
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayStatus:
-    running: bool
-    version: str | None
-    image: str | None
-    started_at_ms: int | None
-    health: str | None
-    exit_code: int | None
-    last_launched: str | None
-    known_good: str | None
-    failed: str | None
-    failed_error: str | None
-    update: dict[str, object] | None
-    """The journal of an update in flight (or left by a crash), else ``None``."""
-    engine_error: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
 class Gateway:
     def __init__(
         self,
@@ -62,10 +45,12 @@ class Gateway:
         runtime: ContainerRuntime,
         store: VersionStore,
         exclusive: Exclusive | None = None,
+        spread: StartSpread | None = None,
     ) -> None:
         self.service = service
         self.watchdog = watchdog
         self.exclusive = exclusive or Exclusive()
+        self._spread = spread if spread is not None and spread.window_s > 0 else None
         self._runtime = runtime
         self._store = store
 
@@ -95,6 +80,11 @@ class Gateway:
                 return early
             self.offer(request)
             return UpdateResult(Outcome.DEFERRED, version=normalised(request.version))
+        if self._spread is not None:
+            # Nothing runs: the caller's thread waits the spread (the worker stays free).
+            why_not = self._spread.wait(self._spread.begin())
+            if why_not is not None:
+                return UpdateResult(Outcome.IGNORED, normalised(request.version), error=why_not)
         return self.exclusive.run(self.service.handle_request, request, on_progress)
 
     def handle_deleted(self, message: OtaDeleted) -> None:
@@ -104,12 +94,30 @@ class Gateway:
             return
         if self.exclusive.cancel_offer():
             logger.info("the queued update was cancelled: its package was unassigned")
+        if self._spread is not None and self._spread.cancel("its package was unassigned"):
+            logger.info("the update waiting to start was cancelled: its package was unassigned")
         self.service.cancel_waiting_swap("its package was unassigned", resend=False)
         self.exclusive.submit(self.service.forget_assignment, message.keys)
 
     def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
         """Queue ``request`` behind what runs; a newer offer replaces it (latest wins).
-        ``then`` runs after it, on the same thread."""
+        ``then`` runs after it, on the same thread. With an update start window it is
+        queued at its random moment of the window: until then a newer request replaces it
+        and an unassignment cancels it just the same."""
+        if self._spread is None:
+            self._queue(request, then)
+            return
+        ticket = self._spread.begin()
+        if self.exclusive.cancel_offer():  # latest wins now, not when this one is queued
+            logger.info("the queued update was superseded by {!r}", request.version)
+        spread = self._spread
+        threading.Thread(
+            target=lambda: spread.wait(ticket, then=lambda: self._queue(request, then)),
+            name="teg-ota-start-spread",
+            daemon=True,
+        ).start()
+
+    def _queue(self, request: OtaRequest, then: Callable[[], object] | None) -> None:
         name = repr(normalised(request.version) or request.version)  # as the gate compares
         self.exclusive.offer(name, lambda: self._run_offered(request, then))
 
@@ -126,7 +134,10 @@ class Gateway:
             then()
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once no request runs or waits (tests, embedding products)."""
+        """True once no request runs or waits, its start spread included (tests,
+        embedding products)."""
+        if self._spread is not None and not self._spread.wait_settled(timeout):
+            return False
         return self.exclusive.wait_idle(timeout)
 
     # ------------------------------------------------------------------ commands
@@ -250,24 +261,4 @@ class Gateway:
             logger.error("could not record the running controller {}: {}", version, exc)
 
     def status(self) -> GatewayStatus:
-        engine_error = None
-        try:
-            state = self._runtime.controller_state()
-        except ContainerRuntimeError as exc:
-            state, engine_error = ControllerState(exists=False), str(exc)
-        failed = self._store.failed()
-        journal = self._store.journal()
-        return GatewayStatus(
-            running=state.running,
-            version=state.version if state.exists else None,
-            image=state.image,
-            started_at_ms=state.started_at_ms if state.running else None,
-            health=state.health.value if state.running else None,
-            exit_code=state.exit_code if state.exists and not state.running else None,
-            last_launched=self._store.last_launched(),
-            known_good=known_good.newest(self._store.known_good_history()),
-            failed=failed.version if failed else None,
-            failed_error=failed.error if failed else None,
-            update=journal.to_dict() if journal else None,
-            engine_error=engine_error,
-        )
+        return read_status(self._runtime, self._store)

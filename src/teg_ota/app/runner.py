@@ -44,6 +44,12 @@ T = TypeVar("T")
 SHUTDOWN_GRACE_S = 5.0
 FLUSH_TIMEOUT_S = 3.0
 _WATCHER_REARM_S = 5.0
+_EXIT_WATCH_WINDOW_S = 60.0
+"""How long one subscription to the engine's exit events lasts. Only a bound on a stream
+that might hang unnoticed: the events arrive as they happen whatever the window, and the
+watchdog's own check (``watchdog_interval_s``) is the safety net. Each new window costs a
+subscription and three inspections, so a short one (it was 5 s) is polling by another name:
+about 50 engine requests a minute at idle (benchmarks/idle_cost.py)."""
 
 
 @runtime_checkable
@@ -275,7 +281,7 @@ class Runner:
         """
         while not self._stopping.is_set():
             try:
-                exited = self._runtime.wait_for_exit(_WATCHER_REARM_S)
+                exited = self._runtime.wait_for_exit(_EXIT_WATCH_WINDOW_S)
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive engine trouble
                 logger.debug("exit watcher: {}", exc)
                 self._stopping.wait(_WATCHER_REARM_S)

@@ -6,15 +6,14 @@ them all. A bad value stops start-up with one line naming the variable, before a
 
 Secrets (the access token, the MQTT password) may come from a file instead
 (``TEG_MQTT_TOKEN_FILE``, ``TEG_MQTT_PASSWORD_FILE``: the variable's name plus ``_FILE``),
-read here, once, so that no secret sits in the environment. No secret is ever part of an
-error message or a ``repr``.
+read once (settings_sources.py), so that no secret sits in the environment. No secret is
+ever part of an error message or a ``repr``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,13 @@ from teg_ota.app import settings_parsers as p
 from teg_ota.app.local_zone import local_zone
 from teg_ota.app.settings_aliases import ALIASES, read_aliases
 from teg_ota.app.settings_parsers import ConfigError
+from teg_ota.app.settings_sources import (
+    MAX_SECRET_FILE_BYTES,
+    read_secret_file,
+    read_secret_files,
+    read_toml,
+    token_file_to_provision,
+)
 
 __all__ = [
     "ALIASES",
@@ -36,6 +42,7 @@ __all__ = [
     "unknown_variables",
 ]
 from teg_ota.domain.core.backoff import BackoffPolicy
+from teg_ota.domain.model.fetch_retry_policy import FetchRetryPolicy
 from teg_ota.domain.model.settings import UpdateSettings, WatchdogSettings
 
 T = TypeVar("T")
@@ -58,6 +65,10 @@ class Settings:
     mqtt_cert_file: str | None = None
     mqtt_key_file: str | None = None
     mqtt_client_id: str | None = None
+    mqtt_connect_window_s: float = 10.0
+    mqtt_attribute_request_window_s: float = 2.0
+    mqtt_jitter: bool = True
+    """Spreading a fleet's MQTT traffic (adapters/mqtt/reconnect.py); off: for comparison."""
     data_path: str = "/var/lib/teg-ota"
     git_path: str = DEFAULT_GIT_PATH
     git_url: str | None = field(default=None, repr=False)
@@ -107,6 +118,10 @@ class Settings:
     update_windows: str = ""
     update_lock_max_wait_s: float | None = None
     update_lock_force_after_wait: bool = False
+    update_start_window_s: float = 5.0
+    git_fetch_retries: int = 5
+    git_fetch_retry_initial_s: float = 2.0
+    git_fetch_retry_max_s: float = 60.0
     crash_rollback_within_s: float = 0.0
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0
@@ -143,6 +158,9 @@ class Settings:
             timezone=local_zone(),
             swap_max_wait_s=self.update_lock_max_wait_s,
             swap_force_after_wait=self.update_lock_force_after_wait,
+            fetch_retry=FetchRetryPolicy(
+                self.git_fetch_retries, self.git_fetch_retry_initial_s, self.git_fetch_retry_max_s
+            ),
         )
 
     def watchdog_settings(self) -> WatchdogSettings:
@@ -173,6 +191,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_MQTT_CERT_FILE": ("mqtt_cert_file", p.existing_file),
     "TEG_MQTT_KEY_FILE": ("mqtt_key_file", p.existing_file),
     "TEG_MQTT_CLIENT_ID": ("mqtt_client_id", p.optional),
+    "TEG_MQTT_CONNECT_WINDOW_S": ("mqtt_connect_window_s", p.seconds),
+    "TEG_MQTT_ATTRIBUTE_REQUEST_WINDOW_S": ("mqtt_attribute_request_window_s", p.seconds),
+    "TEG_MQTT_JITTER": ("mqtt_jitter", p.boolean),
     "GATEWAY_DATA_PATH": ("data_path", p.text),
     "CONTROLLER_GIT_PATH": ("git_path", p.text),
     "TEG_CONTROLLER_GIT_URL": ("git_url", p.optional),
@@ -204,6 +225,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_UPDATE_WINDOWS": ("update_windows", p.update_windows),
     "TEG_UPDATE_LOCK_MAX_WAIT_S": ("update_lock_max_wait_s", p.optional_positive_seconds),
     "TEG_UPDATE_LOCK_FORCE_AFTER_WAIT": ("update_lock_force_after_wait", p.boolean),
+    "TEG_UPDATE_START_WINDOW_S": ("update_start_window_s", p.seconds),
+    "TEG_GIT_FETCH_RETRIES": ("git_fetch_retries", p.count),
+    "TEG_GIT_FETCH_RETRY_INITIAL_S": ("git_fetch_retry_initial_s", p.positive_seconds),
+    "TEG_GIT_FETCH_RETRY_MAX_S": ("git_fetch_retry_max_s", p.positive_seconds),
     "TEG_CRASH_ROLLBACK_WITHIN_S": ("crash_rollback_within_s", p.seconds),
     "TEG_HEALTH_GRACE_S": ("health_grace_s", p.seconds),
     "TEG_HEALTH_TIMEOUT_S": ("health_timeout_s", p.seconds),
@@ -235,13 +260,6 @@ _SECRET_VARIABLES = frozenset(
 """Never echoed in an error (nor in a ``repr``)."""
 _UNSTRIPPED_FIELDS = frozenset({"mqtt_token", "mqtt_username", "mqtt_password"})
 """Taken as they are: white space may be part of a credential."""
-_SECRET_FILES = (
-    # (value variable, file variable, field, file field)
-    ("TEG_MQTT_TOKEN", "TEG_MQTT_TOKEN_FILE", "mqtt_token", "mqtt_token_file"),
-    ("TEG_MQTT_PASSWORD", "TEG_MQTT_PASSWORD_FILE", "mqtt_password", "mqtt_password_file"),
-)
-MAX_SECRET_FILE_BYTES = 65535
-"""A secret file larger than this is refused (MQTT's limit for a user name or password)."""
 
 
 def load_settings(
@@ -251,10 +269,10 @@ def load_settings(
     environ = os.environ if environ is None else environ
     raw: dict[str, str] = {}
     if config_file is not None:
-        raw.update(_read_toml(Path(config_file)))
+        raw.update(read_toml(Path(config_file), VARIABLES))
     raw.update({name: environ[name] for name in VARIABLES if name in environ})
     originals = read_aliases(environ, raw, DEFAULT_GIT_PATH)
-    _token_file_to_provision(raw, originals)
+    token_file_to_provision(raw, originals)
     values: dict[str, object] = {"original_names": originals}
     for name, text in raw.items():
         field_name, parse = VARIABLES[name]
@@ -263,7 +281,7 @@ def load_settings(
         except ValueError as exc:
             shown = "***" if name in _SECRET_VARIABLES else repr(text[:80])
             raise ConfigError(f"{name}={shown}: {exc}") from None
-    _read_secret_files(values)
+    read_secret_files(values)
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_consistency(settings)
     return settings
@@ -280,87 +298,11 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     )
 
 
-def _read_toml(path: Path) -> dict[str, str]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
-    result: dict[str, str] = {}
-    for key, value in data.items():
-        name = key.upper()
-        if name not in VARIABLES:
-            raise ConfigError(f"--config {path}: unknown setting {key!r}")
-        if isinstance(value, bool):
-            result[name] = "1" if value else "0"
-        elif isinstance(value, int | float | str):
-            result[name] = str(value)
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            result[name] = ";".join(value)
-        elif isinstance(value, dict):
-            result[name] = ";".join(f"{k}={v}" for k, v in value.items())
-        else:
-            raise ConfigError(f"--config {path}: {key} has an unsupported type")
-    return result
-
-
-def _read_secret_files(values: dict[str, object]) -> None:
-    """Replace each ``*_FILE`` setting's secret by the file's content (in ``values``)."""
-    for name, file_name, field_name, file_field in _SECRET_FILES:
-        path = values.get(file_field)
-        if path is None:
-            continue
-        if values.get(field_name) is not None:
-            raise ConfigError(f"{name} and {file_name}: set one of them, not both")
-        values[field_name] = read_secret_file(file_name, str(path))
-
-
-def read_secret_file(name: str, path: str) -> str:
-    """The secret in file ``path`` (setting ``name``), without its trailing newline.
-
-    Raises :class:`ConfigError` naming the setting and the path, never the content, when
-    the file is missing, unreadable, too large, not UTF-8 or empty.
-    """
-
-    def error(reason: str) -> ConfigError:
-        return ConfigError(f"{name}={path!r}: {reason}")
-
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_SECRET_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise error("no such file") from None
-    except OSError as exc:
-        raise error(f"cannot read it ({exc.strerror or type(exc).__name__})") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise error(f"larger than {MAX_SECRET_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise error("not UTF-8 text") from None
-    secret = text.rstrip("\r\n")
-    if not secret:
-        raise error("the file is empty")
-    return secret
-
-
-def _token_file_to_provision(raw: dict[str, str], originals: tuple[str, ...]) -> None:
-    """The original gateway's token file does not exist before it provisioned itself: with a
-    provision key and secret, a missing ``THINGSBOARD_ACCESS_TOKEN`` file means "provision"
-    (as the original read it), not a start-up error."""
-    if (
-        "THINGSBOARD_ACCESS_TOKEN" in originals
-        and raw.get("TEG_PROVISION_KEY", "").strip()
-        and raw.get("TEG_PROVISION_SECRET", "").strip()
-        and not os.path.lexists(raw["TEG_MQTT_TOKEN_FILE"].strip())
-    ):
-        del raw["TEG_MQTT_TOKEN_FILE"]
-
-
 def _check_consistency(settings: Settings) -> None:
     if settings.backoff_max_s < settings.backoff_initial_s:
         raise ConfigError("TEG_BACKOFF_MAX_S: must not be smaller than TEG_BACKOFF_INITIAL_S")
+    if settings.git_fetch_retry_max_s < settings.git_fetch_retry_initial_s:
+        raise ConfigError("TEG_GIT_FETCH_RETRY_MAX_S: must not be smaller than ..._INITIAL_S")
     if settings.mqtt_token is not None and settings.mqtt_username is not None:
         raise ConfigError(
             "TEG_MQTT_TOKEN(_FILE) and TEG_MQTT_USERNAME: set one of them, not both (the "

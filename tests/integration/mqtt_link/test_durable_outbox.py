@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from teg_ota.adapters.mqtt import outbox_bound
-from teg_ota.adapters.mqtt.outbox import DurableOutbox, decode_entry, encode_entry
+from teg_ota.adapters.mqtt.outbox import (
+    MAX_ENTRY_BYTES,
+    DurableOutbox,
+    decode_entry,
+    encode_entry,
+)
 
 TOPIC = "v1/devices/me/telemetry"
 
@@ -162,6 +167,41 @@ def test_corrupt_entry_is_moved_aside(tmp_path: Path, damage, log_lines: list[st
     assert (tmp_path / "corrupt" / victim.name).exists()
     assert not victim.exists()
     assert any("moved aside" in line for line in log_lines)
+
+
+def test_oversized_entry_is_moved_aside(tmp_path: Path, log_lines: list[str]) -> None:
+    outbox = DurableOutbox(tmp_path)
+    for i in range(3):
+        outbox.append(TOPIC, f"payload-{i}".encode())
+    victim = tmp_path / "00000000000000000002-tel.msg"
+    victim.write_bytes(encode_entry(TOPIC, b"x" * MAX_ENTRY_BYTES))  # well-formed, too large
+
+    assert drain(DurableOutbox(tmp_path)) == [b"payload-0", b"payload-2"]
+    assert (tmp_path / "corrupt" / victim.name).exists()
+    assert any("too large" in line and "moved aside" in line for line in log_lines)
+
+
+def test_an_entry_that_vanished_is_skipped(tmp_path: Path, log_lines: list[str]) -> None:
+    outbox = DurableOutbox(tmp_path)
+    for i in range(3):
+        outbox.append(TOPIC, f"payload-{i}".encode())
+    (tmp_path / "00000000000000000002-tel.msg").unlink()
+
+    assert drain(outbox) == [b"payload-0", b"payload-2"]
+    assert len(outbox) == 0
+    assert any("vanished" in line for line in log_lines)
+
+
+def test_a_directory_in_place_of_an_entry_is_moved_aside(tmp_path: Path) -> None:
+    outbox = DurableOutbox(tmp_path)
+    for i in range(3):
+        outbox.append(TOPIC, f"payload-{i}".encode())
+    victim = tmp_path / "00000000000000000002-tel.msg"
+    victim.unlink()
+    victim.mkdir()
+
+    assert drain(outbox) == [b"payload-0", b"payload-2"]
+    assert (tmp_path / "corrupt" / victim.name).is_dir()
 
 
 def test_corrupt_head_is_skipped_by_peek(tmp_path: Path) -> None:

@@ -97,6 +97,7 @@ def test_credentials_from_files_reach_the_broker(
         "TEG_MQTT_CLIENT_ID": "gw-0003",
         "TEG_MQTT_USERNAME": "gw-user",
         "TEG_MQTT_PASSWORD_FILE": str(password_file),
+        "TEG_MQTT_CONNECT_WINDOW_S": "0",
     }
     assert all(PASSWORD not in value for value in environ.values())
     tb = mqtt_recorder_factory(
@@ -132,6 +133,7 @@ def test_the_access_token_from_a_file_is_the_user_name(
             "TEG_MQTT_HOST": mosquitto.host,
             "TEG_MQTT_PORT": str(mosquitto.port),
             "TEG_MQTT_TOKEN_FILE": str(token_file),
+            "TEG_MQTT_CONNECT_WINDOW_S": "0",
         }
     )
     link = GmqttLink(

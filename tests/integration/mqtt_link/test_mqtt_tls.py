@@ -38,7 +38,13 @@ pytestmark = pytest.mark.timeout(90)
 HOST = "127.0.0.1"
 DEVICE_CN = "teg-device-tls-1"
 STANDIN_CN = "thingsboard-standin"
-FAST = {"connect_backoff_initial_s": 0.2, "connect_backoff_max_s": 1.0, "keepalive": 10}
+FAST = {
+    "connect_backoff_initial_s": 0.2,
+    "connect_backoff_max_s": 1.0,
+    "keepalive": 10,
+    "connect_window_s": 0,  # no fleet spreading in these tests
+    "attribute_request_window_s": 0,
+}
 _RUNNING = re.compile(r"mosquitto version \S+ running")
 _EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
@@ -333,7 +339,9 @@ def test_server_certificate_from_another_ca_is_never_trusted(
     first = errors[0]
     assert f"{HOST}:{tls.broker.port}" in first, first
     assert "CERTIFICATE_VERIFY_FAILED" in first or "certificate verify failed" in first, first
-    assert len(errors) == 1, f"later failures are not repeated at warning level: {errors}"
+    # Full jitter retries often: every tenth failure is a warning again, the rest debug.
+    attempts = [line for line in log_lines if "Cannot connect to MQTT broker" in line]
+    assert len(errors) == 1 + (len(attempts) - 1) // 10, f"repeats at warning level: {errors}"
     assert token not in "\n".join(log_lines) + caplog.text
     assert link.refused is None
     assert f"as {client_id}" not in tls.broker.logs(), "no MQTT session"

@@ -39,7 +39,14 @@ from teg_ota.adapters.mqtt import (
 
 KEY = f"key-{uuid.uuid4().hex[:8]}"
 SECRET = f"SECRET-{uuid.uuid4().hex[:12]}"
-FAST = {"connect_backoff_initial_s": 0.2, "connect_backoff_max_s": 1.0, "keepalive": 10}
+FAST = {
+    "connect_backoff_initial_s": 0.2,
+    "connect_backoff_max_s": 1.0,
+    "keepalive": 10,
+    "connect_window_s": 0,  # no fleet spreading in these tests
+    "attribute_request_window_s": 0,
+    "jitter": False,  # exact retry delays (full jitter: tests/unit/test_provision_jitter.py)
+}
 
 
 @pytest.fixture

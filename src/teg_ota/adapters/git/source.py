@@ -6,6 +6,10 @@ from. For Git the digest is the 40-hex commit (what the image's commit label hol
 image built before is recognised whichever tag named it), and the staged material is the
 repository's own work tree, which stays: the next update resets it again, and a rollback
 that must rebuild the previous version needs nothing downloaded.
+
+A fetch the Git server answered "not now" (HTTP 429, 5xx, a connection reset, refused or
+timed out: :mod:`.transport_errors`) is raised as the domain's transient fault, which the
+domain retries with jittered backoff (``services.fetch_retry``); this adapter never waits.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from teg_ota.ports.package_source import BuildContext, PackageRef, Staged
+from teg_ota.adapters.git.transport_errors import transient_fault
+from teg_ota.ports.package_source import BuildContext, FetchFailed, PackageRef, Staged
 from teg_ota.ports.source_repo import SourceRepo
 
 __all__ = ["GitPackageSource"]
@@ -35,11 +40,22 @@ class GitPackageSource:
         """Fetch, then the commit ``package.version`` names now: a tag may have moved since
         the last update, so a cached answer could build the wrong code.
 
-        :class:`~teg_ota.ports.package_source.FetchFailed` propagates as it is (transient;
-        the caller may use an image built before); a version the repository does not know
-        raises :class:`~teg_ota.ports.package_source.UnknownVersion`.
+        :class:`~teg_ota.ports.package_source.FetchFailed` propagates (the caller may use
+        an image built before), as a :class:`~teg_ota.domain.model.errors.SourceRateLimited`
+        or :class:`~teg_ota.domain.model.errors.SourceTemporarilyUnavailable` when the
+        server may answer later; a version the repository does not know raises
+        :class:`~teg_ota.ports.package_source.UnknownVersion`.
         """
-        self._repo.fetch()
+        try:
+            self._repo.fetch()
+        except FetchFailed as exc:
+            # The repository raises its own credential-free message "from None": the
+            # transport's exception is still its __context__, to be classified, not shown.
+            fault = transient_fault(exc.__cause__ or exc.__context__)
+            if fault is None:
+                raise
+            logger.debug("the fetch failed for now: {}", fault.why)
+            raise fault.kind(f"{fault.why}: {exc}") from None
         commit = self._repo.resolve(package.version.value)
         logger.debug("package {} is commit {}", package.version.value, commit)
         return commit

@@ -7,9 +7,11 @@ cannot hold it) with ``outbox_format``, ``outbox_files``, ``outbox_bound`` and
 ``outbox_health`` (its files, its bound, its persistence health), ``client`` and ``session``
 (one gmqtt client per connection, and the attempts that open it), ``telemetry_queue`` and
 ``sender`` (the outbox's two ends), ``provision`` (a new device's credentials from
-ThingsBoard; with ``provision_messages``, ``provision_session`` and ``credentials_file``)
-and ``link`` (:class:`GmqttLink`: the thread and loop that compose them). The names below are
-what the composition root and the tests use; the rest stays inside the package.
+ThingsBoard; with ``provision_messages``, ``provision_session`` and ``credentials_file``),
+``reconnect`` (when to connect: the fleet-spreading schedule of domain/core/jitter.py),
+``loop_host`` (the link's own thread, or a shared loop) and ``link`` (:class:`GmqttLink`,
+which composes them). The names below are what the composition root and the tests use; the
+rest stays inside the package.
 """
 
 from teg_ota.adapters.mqtt.link import GmqttLink

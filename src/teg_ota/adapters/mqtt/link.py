@@ -1,26 +1,32 @@
 """The device's MQTT link to ThingsBoard, on gmqtt: a :class:`TelemetrySink` plus attributes.
 
 Threading: :meth:`GmqttLink.start` runs an asyncio loop in a daemon thread ("teg-ota-mqtt");
-every public method may be called from any thread. ``on_attributes(topic, payload)`` is
-called **on the link's thread**: it must return quickly (it holds up the PUBACK of that
-message and all MQTT traffic) and should hand work over to another thread; whatever it
-raises is logged and swallowed. It may call the link's own methods.
+``start(loop)`` instead runs the link on ``loop``, already running in another thread, with
+no thread of its own (many links in one process: the fleet simulation). Either way every
+public method may be called from any thread but the loop's own for ``stop()``.
+``on_attributes(topic, payload)`` is called **on the link's loop thread**: it must return
+quickly (it holds up the PUBACK of that message and all MQTT traffic) and should hand work
+over to another thread; whatever it raises is logged and swallowed. It may call the link's
+own methods.
 
-The link is the thread, the loop and the reconnect policy; the rest is composed: the
+The link is the glue; the rest is composed: the :class:`LoopHost` (its thread or a shared
+loop, loop_host.py), the :class:`ReconnectLoop` (when to connect, reconnect.py), the
 :class:`Connector` (one gmqtt client per connection, session.py), the
 :class:`TelemetryQueue` (stamps with timestamps.py, queues in the :class:`DurableOutbox`)
 and the :class:`OutboxSender` (delivers the outbox):
 
-* Every connection attempt, the first and each one after a drop, is the link's own, with
-  exponential backoff (``connect_backoff_initial_s`` doubling up to ``connect_backoff_max_s``,
-  jittered by up to -20 %); refused credentials are retried every ``refused_retry_s`` only. The
-  backoff is reset only after a session stayed up for :data:`STABLE_SESSION_S`, so a broker
-  that accepts and drops at once is not hammered.
+* Every connection attempt, the first and each one after a drop, is the link's own, on a
+  schedule that spreads a fleet (reconnect.py, domain/core/jitter.py): the first one after
+  start-up and the first after an established session is lost at a random moment in
+  ``[0, connect_window_s)``, failed ones after full jitter over a backoff step doubling from
+  ``connect_backoff_initial_s`` up to ``connect_backoff_max_s``; refused credentials are
+  retried every ``refused_retry_s`` only. The random source is ``rng`` (tests seed it).
 * On every connect it reports ``current_sw_title`` / ``current_sw_version`` from
   ``current_software()``, then requests the OTA shared attributes. The report is telemetry
   like any other: stamped and queued in the outbox, in order with every other message (it
-  is live, so it usually goes out flat); the attribute request goes out once the report has
-  been delivered (after whatever was queued before it). A report of a previous connection
+  is live, so it usually goes out flat); the attribute request goes out a random moment in
+  ``[0, attribute_request_window_s)`` after the report has been delivered (after whatever
+  was queued before it), on that same session only. A report of a previous connection
   still queued is dropped: the new one supersedes it.
 * Telemetry (OTA states included) goes through the outbox first, stamped as
   ``{"ts": <unix ms>, "values": {...}}``; one sender task publishes the head with QoS 1,
@@ -64,6 +70,7 @@ from collections.abc import Callable, Mapping
 
 from loguru import logger
 
+from teg_ota.adapters.mqtt.loop_host import LoopHost
 from teg_ota.adapters.mqtt.outbox import DurableOutbox
 from teg_ota.adapters.mqtt.payloads import (
     ATTRIBUTES_TOPIC,
@@ -76,14 +83,13 @@ from teg_ota.adapters.mqtt.payloads import (
     rpc_response_topic,
 )
 from teg_ota.adapters.mqtt.provision import Provisioner
+from teg_ota.adapters.mqtt.reconnect import ReconnectLoop
 from teg_ota.adapters.mqtt.sender import OutboxSender
-from teg_ota.adapters.mqtt.session import DISCONNECT_TIMEOUT_S, Connector, Session, until_stop
+from teg_ota.adapters.mqtt.session import DISCONNECT_TIMEOUT_S, Connector, Session
 from teg_ota.adapters.mqtt.settings import MqttSettings
 from teg_ota.adapters.mqtt.telemetry_queue import TelemetryQueue
+from teg_ota.domain.core.jitter import spread
 from teg_ota.ports.telemetry_sink import OtaReport
-
-STABLE_SESSION_S = 30.0
-"""A session that lasted this long resets the reconnect backoff."""
 
 
 class GmqttLink:
@@ -93,7 +99,8 @@ class GmqttLink:
     ``None``: not sent). ``on_attributes(topic, payload)`` receives every message on the
     attribute topics but stale answers, on the link's thread (see the module docstring).
     ``clock`` gives the Unix time in seconds for the telemetry ``ts`` (which never goes
-    back: timestamps.py).
+    back: timestamps.py). ``rng`` draws every jittered delay (default: a fresh
+    ``random.Random()``).
     """
 
     def __init__(
@@ -106,9 +113,11 @@ class GmqttLink:
         clock: Callable[[], float] = time.time,
         on_rpc: Callable[[int, bytes], None] | None = None,
         provisioner: Provisioner | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._provisioner = provisioner
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
         self._outbox = outbox
         self._current_software = current_software
         self._queue = TelemetryQueue(outbox, clock)
@@ -122,7 +131,7 @@ class GmqttLink:
             on_rpc=on_rpc,
         )
         self._sender = OutboxSender(
-            outbox, self._connector, self._send_attribute_request, self._queue.wire_payload
+            outbox, self._connector, self._request_after_connect, self._queue.wire_payload
         )
         self._request_ids = request_ids()
         # Loop thread only: the id of the last attribute request sent, and what it was
@@ -130,44 +139,40 @@ class GmqttLink:
         self._last_request_id = 0
         self._last_request_before_push = 0
         self._lifecycle = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host = LoopHost("teg-ota-mqtt")
         self._connected = threading.Event()
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
-        self._stop_deadline = 0.0
+        self._reconnect = ReconnectLoop(
+            self._connector, outbox, self._connected, self._rng, provisioner=provisioner
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start connecting in the background (returns at once). Raises on bad TLS files."""
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start connecting in the background (returns at once). Raises on bad TLS files.
+
+        Without ``loop``: on a loop in a thread of the link's own. With ``loop`` (running in
+        another thread): on that loop, with no thread of its own."""
         with self._lifecycle:
-            if self._thread is not None:
+            if self._host.loop is not None:
                 return
             self._connector.load_tls()
             # Created here, not in the loop: stop() may be called before the loop runs.
             self._wakeup = asyncio.Event()
             self._stop = asyncio.Event()
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=self._thread_main, args=(loop,), name="teg-ota-mqtt", daemon=True
-            )
-            self._loop, self._thread = loop, thread
-            thread.start()
+            self._host.start(self._hosted_main, loop)
         logger.info("MQTT link starting: {}", self._settings)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Deliver what can be delivered within ``timeout`` seconds, disconnect, stop."""
         with self._lifecycle:
-            thread, loop = self._thread, self._loop
-            if thread is None or loop is None:
+            if self._host.loop is None:
                 return
             deadline = time.monotonic() + max(0.0, timeout)
-            with contextlib.suppress(RuntimeError):  # the loop already ended
-                loop.call_soon_threadsafe(self._request_stop, deadline)
-            thread.join(max(0.0, timeout) + DISCONNECT_TIMEOUT_S + 1.0)
-            if thread.is_alive():
-                logger.warning("MQTT link thread did not stop within {:.1f}s", timeout)
-            self._thread = self._loop = None
+            self._host.call_soon(lambda: self._request_stop(deadline))
+            if not self._host.join(max(0.0, timeout) + DISCONNECT_TIMEOUT_S + 1.0):
+                logger.warning("MQTT link did not stop within {:.1f}s", timeout)
+            self._host.forget()
             self._connected.clear()
         logger.info("MQTT link stopped; {} message(s) left in the outbox", len(self._outbox))
         if lost := self._outbox.in_memory:
@@ -221,7 +226,7 @@ class GmqttLink:
         :class:`TelemetryError` for a body that cannot be sent (not JSON, too large)."""
         topic = rpc_response_topic(request_id)
         payload = rpc_response_payload(topic, body)
-        if self._loop is None:
+        if self._host.loop is None:
             logger.warning("Reply to RPC request {} dropped: the link is not started", request_id)
             return
         dropped = f"Reply to RPC request {request_id} dropped: not connected"
@@ -232,7 +237,7 @@ class GmqttLink:
         once when connected, else dropped; never queued, so it costs the SD card nothing.
         Raises :class:`TelemetryError` for values that cannot be sent."""
         payload = live_telemetry_payload(values)
-        if self._loop is not None:
+        if self._host.loop is not None:
             self._call_in_loop(lambda: self._send_live(TELEMETRY_TOPIC, payload))
 
     # -- producer side (any thread) ---------------------------------------------------------------
@@ -241,113 +246,42 @@ class GmqttLink:
         self._call_in_loop(self._wakeup.set)
 
     def _call_in_loop(self, callback: Callable[[], object]) -> None:
-        loop = self._loop
-        if loop is None:
-            return  # not started: the outbox keeps it; a connect requests attributes anyway
-        with contextlib.suppress(RuntimeError):  # loop closed by a concurrent stop()
-            loop.call_soon_threadsafe(callback)
+        # Not started: nothing; the outbox keeps it, a connect requests attributes anyway.
+        self._host.call_soon(callback)
 
     # -- loop thread ------------------------------------------------------------------------------
-    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
+    async def _hosted_main(self) -> None:
+        """The link's whole life on its loop (its own or a shared one)."""
         try:
-            loop.run_until_complete(self._main())
-        except BaseException:  # noqa: BLE001 - the thread must end cleanly whatever happens
+            await self._main()
+        except Exception:  # noqa: BLE001 - the link must end cleanly whatever happens
             logger.exception("MQTT link loop crashed")
         finally:
-            with contextlib.suppress(Exception):
-                pending = asyncio.all_tasks(loop)
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
             self._connected.clear()
             self._connector.forget_session()
-            loop.close()
 
     def _request_stop(self, deadline: float) -> None:
-        self._stop_deadline = deadline
+        self._reconnect.stop_at(deadline)
         self._stop.set()
         self._wakeup.set()
 
     async def _main(self) -> None:
         sender = asyncio.create_task(self._sender.run(self._wakeup), name="teg-ota-mqtt-sender")
         try:
-            await self._supervise()
+            await self._reconnect.run(self._settings, self._stop)
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
-    async def _supervise(self) -> None:
-        """Connect, stay connected, reconnect with backoff, until stop."""
-        if self._provisioner is not None:
-            provisioned = await self._provisioner(self._settings, self._stop)
-            if provisioned is None:
-                return  # stopped while provisioning
-            self._settings = provisioned
-            self._connector.use_settings(provisioned)
-        settings = self._settings
-        backoff = settings.connect_backoff_initial_s
-        failures = 0
-        while not self._stop.is_set():
-            session = self._connector.new_session()
-            outcome, delay = "failed", settings.connect_backoff_max_s
-            try:
-                outcome = await self._connector.connect(session, failures, self._stop)
-                if outcome == "up":
-                    failures = 0
-                    started = time.monotonic()
-                    await until_stop(session.lost.wait(), None, self._stop)
-                    if self._stop.is_set():
-                        await self._flush_and_disconnect(session)
-                        return
-                    self._connected.clear()
-                    logger.warning(
-                        "MQTT connection to {}:{} lost; reconnecting",
-                        settings.host,
-                        settings.port,
-                    )
-                    if time.monotonic() - started >= STABLE_SESSION_S:
-                        backoff = settings.connect_backoff_initial_s
-                    delay, backoff = backoff, min(backoff * 2, settings.connect_backoff_max_s)
-                elif outcome == "refused":
-                    delay = settings.refused_retry_s
-                else:
-                    failures += 1
-                    delay, backoff = backoff, min(backoff * 2, settings.connect_backoff_max_s)
-            except Exception:  # noqa: BLE001 - a bug here must not end the link for good
-                logger.exception("MQTT link: unexpected error; reconnecting")
-            self._connected.clear()
-            await self._close(session)
-            if outcome != "refused":
-                delay *= 1.0 - 0.2 * random.random()  # noqa: S311 - jitter, not crypto
-            await until_stop(asyncio.sleep(delay), None, self._stop)
-
-    async def _flush_and_disconnect(self, session: Session) -> None:
-        margin = min(DISCONNECT_TIMEOUT_S, max(0.0, self._stop_deadline - time.monotonic()) / 4)
-        while (
-            len(self._outbox) > 0
-            and session.live
-            and time.monotonic() < self._stop_deadline - margin
-        ):
-            await asyncio.sleep(0.02)
-        self._connected.clear()
-        await self._close(session)
-
-    async def _close(self, session: Session) -> None:
-        if self._connector.is_current(session):
-            self._connected.clear()
-        await self._connector.close(session)
-
     # -- session events (loop thread) -------------------------------------------------------------
     def _on_session_up(self, session: Session) -> None:
-        # The attribute request follows the current_sw_* report (the sender sends it once
-        # the report is delivered), or goes out at once when there is nothing to report.
+        # The attribute request follows the current_sw_* report (the sender asks for it once
+        # the report is delivered), or at once when there is nothing to report.
         session.request_after = self._queue.queue_software_report(self._current_software)
         if session.request_after is None:
             try:
-                self._send_attribute_request()
+                self._request_after_connect()
             except Exception:  # noqa: BLE001 - keep the session; the sender still runs
                 logger.exception("MQTT link: error while requesting the OTA attributes")
         # Connected once the report is queued: whatever is published after wait_connected()
@@ -359,8 +293,21 @@ class GmqttLink:
         self._connected.clear()
         self._wakeup.set()
 
-    def _send_attribute_request(self) -> None:
+    def _request_after_connect(self) -> None:
+        """The connect's attribute request, a random moment in the window from now, on the
+        live session only (the next session sends its own)."""
+        settings = self._settings
+        delay = spread(settings.attribute_request_window_s, self._rng) if settings.jitter else 0
         session = self._connector.live_session()
+        if delay <= 0 or session is None:
+            self._send_attribute_request()
+            return
+        asyncio.get_running_loop().call_later(delay, self._send_attribute_request, session)
+
+    def _send_attribute_request(self, only_on: Session | None = None) -> None:
+        session = self._connector.live_session()
+        if only_on is not None and session is not only_on:
+            return  # that session ended: the next one requests for itself
         if session is None:
             logger.debug("Offline: the OTA attributes will be requested on the next connect")
             return

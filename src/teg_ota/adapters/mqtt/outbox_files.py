@@ -66,9 +66,15 @@ class OutboxFiles:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.corrupt_dir = directory / CORRUPT_DIR_NAME
+        self._prefix = os.path.join(directory, "")
 
     def path(self, slot: Slot) -> Path:
         return self.directory / slot.name
+
+    def _file(self, slot: Slot) -> str:
+        """``slot``'s file as a plain string: read and delete run once per message of a
+        drain, where building a :class:`Path` each time is a measurable share of the CPU."""
+        return self._prefix + slot.name
 
     # -- opening ----------------------------------------------------------------------------------
     def scan(self) -> Scan:
@@ -128,25 +134,27 @@ class OutboxFiles:
     def read(self, slot: Slot) -> tuple[str, bytes] | None:
         """``(topic, payload)`` of ``slot``; ``None`` when the file vanished or cannot be
         trusted (then it is moved aside with a warning; the caller forgets the slot)."""
-        path = self.path(slot)
+        path = self._file(slot)
         try:
-            size = path.stat().st_size
-            if size > MAX_ENTRY_BYTES:
-                raise CorruptEntry(f"{size} bytes is too large")
-            return decode_entry(path.read_bytes())
+            with open(path, "rb") as handle:  # the size of the open file: no second lookup
+                size = os.fstat(handle.fileno()).st_size
+                if size > MAX_ENTRY_BYTES:
+                    raise CorruptEntry(f"{size} bytes is too large")
+                data = handle.read()
+            return decode_entry(data)
         except FileNotFoundError:
             logger.warning("Outbox entry {} vanished", path)
             return None
         except (OSError, CorruptEntry) as exc:
             logger.warning("Outbox entry {} is unreadable ({}): moved aside", path, exc)
-            self.move_aside(path)
+            self.move_aside(Path(path))
             return None
 
     def delete(self, slot: Slot) -> None:
         """Delete ``slot``'s file (gone already: fine). Raises :class:`OSError` if it cannot
         be unlinked or the directory cannot be synced."""
         try:
-            self.path(slot).unlink()
+            os.unlink(self._file(slot))
         except FileNotFoundError:
             return
         fsync_dir(self.directory)

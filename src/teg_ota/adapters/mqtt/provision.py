@@ -28,7 +28,9 @@ next request goes out after :data:`RETRY_INITIAL_S` (60 s), doubling up to
 :data:`RETRY_MAX_S` (1 h): an operator's fix in ThingsBoard is picked up without a restart,
 and a refusing server is never hammered. A broker that cannot be reached or does not answer
 within :data:`PROVISION_TIMEOUT_S` is retried with the link's reconnect backoff
-(``connect_backoff_initial_s`` doubling up to ``connect_backoff_max_s``).
+(``connect_backoff_initial_s`` doubling up to ``connect_backoff_max_s``). Every delay is
+full jitter over its step (uniform in ``[0, step]``, domain/core/jitter.py; ``jitter=False``
+in the settings: the step itself), so that a fleet refused at once does not retry at once.
 
 Secrets: the provision key and secret and the credentials received never appear in a log
 line, a ``repr`` or an error. A credentials file that cannot be used (not JSON, wrong
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -69,6 +72,7 @@ from teg_ota.adapters.mqtt.provision_messages import (
 )
 from teg_ota.adapters.mqtt.provision_session import request_credentials
 from teg_ota.adapters.mqtt.settings import MqttSettings
+from teg_ota.domain.core.jitter import RandomSource, full_jitter
 
 __all__ = [
     "CREDENTIALS_FILE_NAME",
@@ -100,7 +104,8 @@ class Provisioner:
 
     ``await provisioner(settings, stop)`` returns ``settings`` with the credentials, or
     ``None`` when ``stop`` was set first; it never raises. ``requester`` is
-    :func:`request_credentials` (tests give another one)."""
+    :func:`request_credentials` (tests give another one); ``rng`` draws the jitter, ``sleep``
+    waits it out (tests record it)."""
 
     def __init__(
         self,
@@ -111,6 +116,8 @@ class Provisioner:
         retry_max_s: float = RETRY_MAX_S,
         timeout_s: float = PROVISION_TIMEOUT_S,
         requester: Requester = request_credentials,
+        rng: RandomSource | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if retry_initial_s <= 0 or retry_max_s < retry_initial_s:
             raise ValueError("provisioning retry delays: 0 < initial <= max")
@@ -120,6 +127,8 @@ class Provisioner:
         self._retry_max_s = retry_max_s
         self._timeout_s = timeout_s
         self._requester = requester
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - not crypto
+        self._sleep = sleep
         self.refused: str | None = None
         """Why ThingsBoard refused the last request (status and message), else None."""
         self.requests = 0
@@ -144,7 +153,6 @@ class Provisioner:
         backoff = settings.connect_backoff_initial_s
         failures = 0
         while not stop.is_set():
-            delay = retry
             try:
                 self.requests += 1
                 logger.info(
@@ -163,24 +171,28 @@ class Provisioner:
                     logger.info("ThingsBoard provisions the device again")
                 self.refused = None
                 return ready
-            except ProvisionError as exc:
-                self._note_refusal(exc, settings, retry)
-                retry = min(retry * 2, self._retry_max_s)
-            except ValueError as exc:  # credentials that make no valid settings
-                self._note_refusal(ProvisionError(str(exc)), settings, retry)
+            except (ProvisionError, ValueError) as exc:  # ValueError: unusable credentials
+                delay = self._jittered(retry, settings)
+                refusal = exc if isinstance(exc, ProvisionError) else ProvisionError(str(exc))
+                self._note_refusal(refusal, settings, delay)
                 retry = min(retry * 2, self._retry_max_s)
             except (OSError, TimeoutError) as exc:
-                delay, backoff = backoff, min(backoff * 2, settings.connect_backoff_max_s)
+                delay = self._jittered(backoff, settings)
+                backoff = min(backoff * 2, settings.connect_backoff_max_s)
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 message = "Cannot provision the device at {}:{} ({}); next attempt in {:.0f}s"
                 log = logger.warning if failures % 10 == 0 else logger.debug
                 log(message, settings.host, settings.port, reason, delay)
                 failures += 1
             except Exception:  # noqa: BLE001 - a bug here must not end the link for good
-                logger.exception("Provisioning failed unexpectedly; next attempt in {:.0f}s", retry)
+                delay = self._jittered(retry, settings)
+                logger.exception("Provisioning failed unexpectedly; next attempt in {:.0f}s", delay)
                 retry = min(retry * 2, self._retry_max_s)
-            await _unless_stopped(asyncio.sleep(delay), stop)
+            await _unless_stopped(self._sleep(delay), stop)
         return None
+
+    def _jittered(self, step_s: float, settings: MqttSettings) -> float:
+        return full_jitter(step_s, self._rng) if settings.jitter else step_s
 
     # -- the stored credentials -------------------------------------------------------------------
     def _stored(self, settings: MqttSettings) -> MqttSettings | None:

@@ -6,9 +6,12 @@ fail at start-up, where the operator sees it, not as a silent clear-text connect
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from teg_ota.domain.core.jitter import ReconnectPolicy
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -24,6 +27,13 @@ class MqttSettings:
     TLS files are only valid with ``tls=True`` (a CA file without TLS would silently send
     the credentials in clear text). ``key_file`` needs ``cert_file``. The token, the user
     name and the password never appear in ``repr`` (settings are logged at start-up).
+
+    Spreading a fleet (domain/core/jitter.py): the first connection after start-up and the
+    first reconnect after an established session wait a random moment in
+    ``[0, connect_window_s)``, failed attempts a random delay up to the backoff step, and the
+    OTA attribute request after a connect a random moment in
+    ``[0, attribute_request_window_s)``. ``jitter=False`` is the old schedule, for
+    comparison only. Refused credentials are retried every ``refused_retry_s``, unjittered.
     """
 
     host: str = "localhost"
@@ -40,6 +50,9 @@ class MqttSettings:
     connect_backoff_initial_s: float = 1.0
     connect_backoff_max_s: float = 60.0
     refused_retry_s: float = 600.0
+    connect_window_s: float = 10.0
+    attribute_request_window_s: float = 2.0
+    jitter: bool = True
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -54,6 +67,10 @@ class MqttSettings:
             raise ValueError("connect_backoff_max_s is below connect_backoff_initial_s")
         if self.refused_retry_s <= 0:
             raise ValueError("refused_retry_s must be positive")
+        for name in ("connect_window_s", "attribute_request_window_s"):
+            window = getattr(self, name)
+            if not (math.isfinite(window) and window >= 0):
+                raise ValueError(f"{name} {window} is not a number of seconds >= 0")
         if not self.tls and (self.ca_file or self.cert_file or self.key_file):
             raise ValueError("ca_file / cert_file / key_file need tls=True")
         if self.key_file and not self.cert_file:
@@ -64,6 +81,16 @@ class MqttSettings:
             )
         if self.password is not None and self.username is None:
             raise ValueError("password needs username")
+
+    @property
+    def reconnect_policy(self) -> ReconnectPolicy:
+        """The reconnect schedule these settings give (domain/core/jitter.py)."""
+        return ReconnectPolicy(
+            initial_s=self.connect_backoff_initial_s,
+            max_s=self.connect_backoff_max_s,
+            window_s=self.connect_window_s,
+            jitter=self.jitter,
+        )
 
     @property
     def auth(self) -> tuple[str, str | None] | None:
@@ -99,7 +126,10 @@ class MqttSettings:
             f"keepalive={self.keepalive!r}, "
             f"connect_backoff_initial_s={self.connect_backoff_initial_s!r}, "
             f"connect_backoff_max_s={self.connect_backoff_max_s!r}, "
-            f"refused_retry_s={self.refused_retry_s!r})"
+            f"refused_retry_s={self.refused_retry_s!r}, "
+            f"connect_window_s={self.connect_window_s!r}, "
+            f"attribute_request_window_s={self.attribute_request_window_s!r}, "
+            f"jitter={self.jitter!r})"
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:

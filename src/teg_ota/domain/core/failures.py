@@ -2,9 +2,10 @@
 decided at all (engine lost).
 
 Blame drives memory: only a failure seen against the new version is remembered, so the
-assignment ThingsBoard re-sends is not retried. A transient fault (the origin unreachable)
-or the gateway's own fault (it cannot write its files, too little disk) is told to the
-operator but says nothing against the version.
+assignment ThingsBoard re-sends is not retried. A transient fault (the origin unreachable,
+or rate-limited or failing until the fetch retries ran out: ``SourceTransientFault`` is a
+``FetchFailed``) or the gateway's own fault (it cannot write its files, too little disk) is
+told to the operator but says nothing against the version.
 """
 
 from __future__ import annotations

@@ -95,6 +95,26 @@ class FetchFailed(PackageSourceError):
     """The origin (a Git remote, a server) could not be reached or refused: transient."""
 
 
+class SourceTransientFault(FetchFailed):
+    """The origin answered "not now": a rate limit, a server error, a connection reset,
+    refused or timed out. Retried with jittered backoff (``services.fetch_retry``) before the
+    update fails; as a :class:`FetchFailed`, never held against the version."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """How long the server asked to wait (``Retry-After``), when it said: the next
+        delay is not shorter."""
+
+
+class SourceRateLimited(SourceTransientFault):
+    """The origin refused for now because too many ask at once (HTTP 429)."""
+
+
+class SourceTemporarilyUnavailable(SourceTransientFault):
+    """The origin failed for now (HTTP 5xx; a connection reset, refused or timed out)."""
+
+
 class UnknownVersion(PackageSourceError):
     """The origin does not know the version (no such tag, commit or package)."""
 

@@ -6,6 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 
 from teg_ota.domain.model.backoff_policy import BackoffPolicy
+from teg_ota.domain.model.fetch_retry_policy import FetchRetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class UpdateSettings:
     """After ``swap_max_wait_s``: swap anyway instead of failing."""
     swap_poll_s: float = 1.0
     """How often a deferred swap looks at the lock, the windows and the controller."""
+    fetch_retry: FetchRetryPolicy = field(default_factory=FetchRetryPolicy)
+    """A fetch the origin answered "not now" (429, 5xx, a reset connection) is tried again."""
 
     def __post_init__(self) -> None:
         if self.health_grace_s < 0 or self.health_timeout_s < 0 or self.stop_grace_s < 0:

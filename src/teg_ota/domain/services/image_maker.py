@@ -2,7 +2,8 @@
 image that already carries it, else stage and build or load it; and collect old images.
 
 Building happens while the old controller keeps running, so this is where an update may
-take minutes; nothing here touches the controller container.
+take minutes; nothing here touches the controller container. The fetch an update needs is
+tried again while the origin answers "not now" (``services.fetch_retry``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from teg_ota.domain.core.images import images_to_remove
+from teg_ota.domain.core.jitter import RandomSource
 from teg_ota.domain.model.controller import COMMIT_LABEL, VERSION_LABEL
 from teg_ota.domain.model.errors import (
     DiskSpaceLow,
@@ -21,7 +23,9 @@ from teg_ota.domain.model.ota_state import OtaState
 from teg_ota.domain.model.package import BuildContext, ImageArchive, PackageRef
 from teg_ota.domain.model.settings import UpdateSettings
 from teg_ota.domain.model.versions import Version, image_tag, parse_version
+from teg_ota.domain.services.fetch_retry import FetchRetry
 from teg_ota.domain.services.reporting import ProgressListener, notify, quiet
+from teg_ota.ports.clock import Clock
 from teg_ota.ports.container_runtime import ContainerRuntime, ContainerRuntimeError
 from teg_ota.ports.package_source import FetchFailed, PackageSource
 
@@ -37,11 +41,17 @@ def labels_for(version: Version, digest: str | None) -> dict[str, str]:
 
 class ImageMaker:
     def __init__(
-        self, runtime: ContainerRuntime, source: PackageSource, settings: UpdateSettings
+        self,
+        runtime: ContainerRuntime,
+        source: PackageSource,
+        settings: UpdateSettings,
+        clock: Clock,
+        rng: RandomSource | None = None,
     ) -> None:
         self._runtime = runtime
         self._source = source
         self._settings = settings
+        self._fetch = FetchRetry(clock, settings.fetch_retry, rng)
 
     def tag(self, version: Version) -> str:
         return image_tag(self._settings.image_prefix, version)
@@ -63,7 +73,7 @@ class ImageMaker:
         cached = labels.get(COMMIT_LABEL) if labels is not None else None
         notify(listener, f"[{OtaState.DOWNLOADING}] fetching the controller repository")
         try:
-            digest = self._source.resolve(package)
+            digest = self._fetch.resolve(self._source, package, listener)
         except FetchFailed as exc:
             if cached is None:
                 raise

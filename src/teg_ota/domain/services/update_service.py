@@ -89,7 +89,7 @@ class UpdateService(OperatorCommands):
         self._settings = settings
         self.current = current or CurrentSoftware(runtime, settings.sw_title)
         self._reporter = Reporter(telemetry, self.current, store)
-        self._images = ImageMaker(runtime, source, settings)
+        self._images = ImageMaker(runtime, source, settings, clock)
         gate = SwapGate(update_lock, runtime, clock, self._reporter, settings)
         self._flow = UpdateFlow(
             runtime, self._images, store, self._reporter, clock, settings, gate=gate

@@ -1,0 +1,29 @@
+"""How often, and how patiently, a fetch the origin answered "not now" is tried again."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRetryPolicy:
+    """``retries`` more attempts after the first; the step starts at ``initial_s`` and
+    doubles up to ``max_s``; each delay is drawn uniform in ``[0, step]`` (full jitter)."""
+
+    retries: int = 5
+    initial_s: float = 2.0
+    max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError("fetch retries must be >= 0")
+        if not (math.isfinite(self.initial_s) and math.isfinite(self.max_s)):
+            raise ValueError("fetch retry delays must be finite numbers")
+        if not 0 < self.initial_s <= self.max_s:
+            raise ValueError("fetch retry needs 0 < initial_s <= max_s")
+
+    @property
+    def attempts(self) -> int:
+        """The first attempt and every retry."""
+        return self.retries + 1
