@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +81,17 @@ class ContainerEvent:
     time_ns: int
     container_id: str
     exit_code: str | None
+    name: str = ""
 
 
 class EventCollector:
-    """Follows the engine's ``die``/``start`` events of one container name in a thread."""
+    """Follows the engine's ``die``/``start`` events of some container names in a thread
+    (the controller's name and the temporary one its replacement is created under)."""
 
-    def __init__(self, client: docker.DockerClient, container_name: str) -> None:
+    def __init__(self, client: docker.DockerClient, names: Sequence[str]) -> None:
         self._client = client
-        self._name = container_name
+        self._names = tuple(names)
+        self._name = ", ".join(self._names)
         self._events: list[ContainerEvent] = []
         self._cond = threading.Condition()
         self._stream: Any = None
@@ -99,7 +102,11 @@ class EventCollector:
         # events() returns once the engine answered, i.e. once the subscription exists.
         self._stream = self._client.events(
             decode=True,
-            filters={"type": "container", "event": ["die", "start"], "container": self._name},
+            filters={
+                "type": "container",
+                "event": ["die", "start"],
+                "container": list(self._names),
+            },
         )
         self._thread = threading.Thread(target=self._follow, name="bench-events", daemon=True)
         self._thread.start()
@@ -122,7 +129,8 @@ class EventCollector:
             return None
         actor = raw.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
-        if attributes.get("name") != self._name:
+        name = attributes.get("name")
+        if name not in self._names:
             return None
         action = raw.get("Action") or raw.get("status")
         time_ns = raw.get("timeNano")
@@ -133,6 +141,7 @@ class EventCollector:
             time_ns=time_ns,
             container_id=str(actor.get("ID") or raw.get("id") or ""),
             exit_code=attributes.get("exitCode"),
+            name=str(name),
         )
 
     def events_between(self, start_ns: int, end_ns: int | None = None) -> list[ContainerEvent]:
@@ -144,13 +153,22 @@ class EventCollector:
             ]
 
     def wait_for(
-        self, action: str, after_ns: int, timeout_s: float = EVENT_TIMEOUT_S
+        self,
+        action: str,
+        after_ns: int,
+        timeout_s: float = EVENT_TIMEOUT_S,
+        name: str | None = None,
     ) -> ContainerEvent:
-        """The first ``action`` event at or after ``after_ns``, waiting for it if needed."""
+        """The first ``action`` event at or after ``after_ns`` (of ``name``, when given),
+        waiting for it if needed."""
 
         def found() -> ContainerEvent | None:
             for event in self._events:
-                if event.action == action and event.time_ns >= after_ns:
+                if (
+                    event.action == action
+                    and event.time_ns >= after_ns
+                    and (name is None or event.name == name)
+                ):
                     return event
             return None
 

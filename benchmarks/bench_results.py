@@ -8,6 +8,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from bench_reference import StopStart
+from bench_table import Figure
+
 # ---------------------------------------------------------------------------- samples
 
 
@@ -31,6 +34,8 @@ class UpdateSample:
     """New container's start event -> UPDATED (health grace, journal, store)."""
     housekeeping_s: float | None = None
     """UPDATED -> update() returned (prune, image GC)."""
+    to_updated_s: float | None = None
+    """update() called (the assignment) -> UPDATED."""
 
 
 @dataclass(slots=True)
@@ -70,7 +75,14 @@ class Results:
     uncached: list[UpdateSample] = field(default_factory=list)
     cached: list[UpdateSample] = field(default_factory=list)
     gc_updates: list[UpdateSample] = field(default_factory=list)
+    rollbacks: list[UpdateSample] = field(default_factory=list)
     restarts: list[RestartSample] = field(default_factory=list)
+    uncached_ref: list[StopStart] = field(default_factory=list)
+    cached_ref: list[StopStart] = field(default_factory=list)
+    rollback_ref: list[StopStart] = field(default_factory=list)
+    """A bare stop + start of a pre-created container, measured right after each round."""
+    restart_ref: list[float] = field(default_factory=list)
+    """The engine's ``--restart=always``: a crash's die -> start, after each restart round."""
     disk: DiskReport | None = None
     wall_s: float = 0.0
 
@@ -108,6 +120,8 @@ def render(results: Results) -> str:
     out.append(head)
     out.append(_row("update, image built", [s.downtime_s for s in unc]))
     out.append(_row("update, image cached", [s.downtime_s for s in cac]))
+    out.append(_row("rollback (health gate failed)", [s.downtime_s for s in results.rollbacks]))
+    out.append(_row("bare stop + start (reference)", [r.downtime_s for r in results.cached_ref]))
     out.append("")
     out.append("2. update phases, image not cached (telemetry + engine event timestamps)")
     out.append(head)
@@ -136,6 +150,7 @@ def render(results: Results) -> str:
     out.append(_row("backoff: noticing tick -> restarting tick", [r.backoff_s for r in rst]))
     out.append(_row("downtime: 'die' -> 'start'", [r.downtime_s for r in rst]))
     out.append(_row("kill -> running ('start' event)", [r.kill_to_running_s for r in rst]))
+    out.append(_row("engine --restart=always: die -> start", results.restart_ref))
     disk = results.disk
     if disk is not None:
         out.append("")
@@ -193,3 +208,72 @@ def to_json(results: Results) -> str:
     if results.disk is not None:
         data["disk"]["total_bytes"] = results.disk.total_bytes
     return json.dumps(data, indent=2)
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _paired(
+    values: Sequence[float | None], refs: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """The rounds where both were measured (a ratio is only taken within one round)."""
+    pairs = [(v, r) for v, r in zip(values, refs, strict=False) if v is not None]
+    return [v for v, _ in pairs], [r for _, r in pairs]
+
+
+def figures(results: Results) -> list[Figure]:
+    """The update benchmark's figures, each beside its limit measured in the same rounds."""
+    bare = "bare docker stop + start of a pre-created container"
+    out: list[Figure] = []
+    for label, samples, refs in (
+        ("swap downtime, update (image built)", results.uncached, results.uncached_ref),
+        ("swap downtime, update (image cached)", results.cached, results.cached_ref),
+        ("swap downtime, rollback", results.rollbacks, results.rollback_ref),
+    ):
+        values, ref_values = _paired([s.downtime_s for s in samples], [r.downtime_s for r in refs])
+        if values:
+            out.append(
+                Figure(
+                    label,
+                    "s",
+                    values,
+                    f"{bare} (die -> start)",
+                    ref_values,
+                    1.05,
+                    note="old die -> new start",
+                )
+            )
+    delay = results.backoff_initial_s
+    values, ref_values = _paired(
+        [r.downtime_s - delay for r in results.restarts], results.restart_ref
+    )
+    if values:
+        out.append(
+            Figure(
+                "crash to running, beyond the first delay",
+                "s",
+                values,
+                "the engine's own --restart=always (crash: die -> start)",
+                ref_values,
+                1.0,
+                note=f"die -> start minus {delay:g} s",
+            )
+        )
+    grace = results.health_grace_s
+    values, ref_values = _paired(
+        [None if s.to_updated_s is None else s.to_updated_s - grace for s in results.cached],
+        [r.total_s for r in results.cached_ref],
+    )
+    if values:
+        out.append(
+            Figure(
+                "cached update overhead, beyond the grace",
+                "s",
+                values,
+                f"{bare} (stop call -> start)",
+                ref_values,
+                1.2,
+                note=f"assignment -> UPDATED minus {grace:g} s",
+            )
+        )
+    return out

@@ -27,6 +27,7 @@ from bench_events import (
     RecordingSink,
     RunnerStyleLoop,
 )
+from bench_reference import References
 from bench_results import DiskReport, RestartSample, Results, UpdateSample
 
 from teg_ota.api import (
@@ -44,7 +45,13 @@ ALTERNATING = ("v1", "v2")
 """The two versions the update rounds alternate between."""
 GC_VERSIONS = ("v3", "v4", "v5")
 """Built one after the other at the end, so more images exist than the GC keeps."""
+UNHEALTHY = "v9"
+"""A version whose health check fails at once: its health gate fails and the update rolls
+back (the ROLLING_BACK phase's own stop + start)."""
 KEEP_OLDER_IMAGES = 1
+STOP_GRACE_S = 10
+NEXT_SUFFIX = "-next"
+"""The temporary name a replacement controller is created under before the swap."""
 
 DOCKERFILE = """\
 FROM {base}
@@ -53,6 +60,8 @@ CMD ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"]
 """
 """A controller that runs until SIGTERM and exits at once on it (``sleep`` in the background,
 so the trap runs without waiting for the current ``sleep`` to end)."""
+
+UNHEALTHY_DOCKERFILE = DOCKERFILE + "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false\n"
 
 
 _GIT_ENV = {
@@ -85,7 +94,8 @@ def make_controller_remote(root: Path, versions: Sequence[str]) -> Path:
     _git("init", "-q", "--bare", "-b", "main", str(bare))
     _git("init", "-q", "-b", "main", str(work))
     for version in versions:
-        (work / "Dockerfile").write_text(DOCKERFILE.format(base=BASE_IMAGE), encoding="utf-8")
+        dockerfile = UNHEALTHY_DOCKERFILE if version == UNHEALTHY else DOCKERFILE
+        (work / "Dockerfile").write_text(dockerfile.format(base=BASE_IMAGE), encoding="utf-8")
         (work / "VERSION").write_text(f"{version}\n", encoding="utf-8")
         _git("add", "-A", cwd=work)
         _git("commit", "-q", "-m", f"controller {version}", cwd=work)
@@ -106,7 +116,10 @@ class Bench:
         self.client: docker.DockerClient = docker.from_env()  # before mkdtemp: may raise
         self.tmp = Path(tempfile.mkdtemp(prefix="teg-bench-"))
         self.sink = RecordingSink()
-        self.events = EventCollector(self.client, self.container_name)
+        self.events = EventCollector(
+            self.client, (self.container_name, self.container_name + NEXT_SUFFIX)
+        )
+        self.refs = References(self.client, self.container_name, STOP_GRACE_S)
         self.loop: RunnerStyleLoop | None = None
         self.container: Container | None = None
         self.gateway: Gateway | None = None
@@ -123,7 +136,7 @@ class Bench:
             raise BenchmarkError(
                 f"base image {BASE_IMAGE} is missing: run scripts/ensure-infra.sh"
             ) from exc
-        remote = make_controller_remote(self.tmp, (*ALTERNATING, *GC_VERSIONS))
+        remote = make_controller_remote(self.tmp, (*ALTERNATING, *GC_VERSIONS, UNHEALTHY))
         settings: Settings = load_settings(
             {
                 "GATEWAY_DATA_PATH": str(self.tmp / "data"),
@@ -136,19 +149,23 @@ class Bench:
                 "TEG_HEALTH_GRACE_S": f"{self.args.health_grace}",
                 "TEG_KEEP_OLDER_IMAGES": str(KEEP_OLDER_IMAGES),
                 "TEG_BACKOFF_INITIAL_S": f"{self.args.backoff_initial}",
+                "TEG_STOP_GRACE_S": str(STOP_GRACE_S),
             }
         )
         self.container = build_container(settings, telemetry=self.sink)
         self.gateway = self.container.gateway()
         self.runtime = self.container.runtime()
         self.events.start()
+        self.refs.start()
 
     def cleanup(self) -> None:
         if self.loop is not None:
             self.loop.stop()
         self.events.close()
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            self.client.api.remove_container(self.container_name, force=True)
+        self.refs.close()
+        for suffix in ("", NEXT_SUFFIX, "-failed"):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.client.api.remove_container(self.container_name + suffix, force=True)
         with contextlib.suppress(docker.errors.APIError):
             for image in self.client.api.images() or []:
                 for repo_tag in image.get("RepoTags") or ():
@@ -174,16 +191,17 @@ class Bench:
     def image_tag(self, version: str) -> str:
         return f"{self.image_prefix}{version}:latest"
 
-    def update(self, target: str) -> UpdateSample:
+    def update(self, target: str, *, expect: Outcome = Outcome.UPDATED) -> UpdateSample:
         gateway = self._gw()
         lines: list[str] = []
         mark = self.sink.mark()
         start_ns = time.time_ns()
         t0 = time.monotonic()
-        result = gateway.update(target, on_progress=lines.append)
+        force = expect is not Outcome.UPDATED  # a version that failed before is tried again
+        result = gateway.update(target, force=force, on_progress=lines.append)
         total = time.monotonic() - t0
         end_ns = time.time_ns()
-        if result.outcome is not Outcome.UPDATED:
+        if result.outcome is not expect:
             raise BenchmarkError(
                 f"update {self.running} -> {target}: {result.outcome.value}: {result.error}"
             )
@@ -201,9 +219,19 @@ class Bench:
             sample.prepare_s = at["VERIFIED"].mono - at["DOWNLOADING"].mono
         if "UPDATED" in at:
             sample.housekeeping_s = (end_ns - at["UPDATED"].wall_ns) / 1e9
+            sample.to_updated_s = (at["UPDATED"].wall_ns - start_ns) / 1e9
         events = self.events.events_between(start_ns, end_ns)
         starts = [e for e in events if e.action == "start"]
         dies = [e for e in events if e.action == "die"]
+        if expect is not Outcome.UPDATED:
+            # The rollback: the last start (the previous version) after the last die.
+            if starts:
+                back = starts[-1]
+                down = [d for d in dies if d.time_ns <= back.time_ns]
+                if down:
+                    sample.downtime_s = (back.time_ns - down[-1].time_ns) / 1e9
+            self.built.add(target)
+            return sample
         new_start = starts[0] if starts else None
         if new_start is not None and "UPDATING" in at:
             sample.swap_s = (new_start.time_ns - at["UPDATING"].wall_ns) / 1e9
@@ -233,11 +261,18 @@ class Bench:
             self.remove_image(target)
             progress(f"uncached update {i + 1}/{rounds}: {self.running} -> {target}")
             results.uncached.append(self.update(target))
+            results.uncached_ref.append(self.refs.stop_start(self.image_tag(target)))
 
         for i in range(rounds):
             target = ALTERNATING[0] if self.running == ALTERNATING[1] else ALTERNATING[1]
             progress(f"cached update {i + 1}/{rounds}: {self.running} -> {target}")
             results.cached.append(self.update(target))
+            results.cached_ref.append(self.refs.stop_start(self.image_tag(target)))
+
+        for i in range(rounds):
+            progress(f"rollback {i + 1}/{rounds}: {self.running} -> {UNHEALTHY} -> back")
+            results.rollbacks.append(self.update(UNHEALTHY, expect=Outcome.ROLLED_BACK))
+            results.rollback_ref.append(self.refs.stop_start(self.image_tag(self.running or "")))
 
         self.measure_restarts(results, progress)
 
@@ -270,6 +305,7 @@ class Bench:
                 )
             )
             self._wait_running()
+            results.restart_ref.append(self.refs.restart_always(self.image_tag(self.running or "")))
             time.sleep(0.5)  # the loop is blocked in wait_for_exit again
         self.loop.stop()
         self.loop = None

@@ -15,6 +15,12 @@ figures and exits 0 when it could measure them.
    kill -> running;
 5. disk: the controller images kept after building more versions than the GC keeps.
 
+Each figure is printed beside its limit measured in the same run (``bench_reference.py``): a
+bare ``docker stop`` + ``docker start`` of a pre-created container of the same image with
+the same options (after every update and rollback round), and the engine's own
+``--restart=always`` kill -> running (after every restart round), as
+``bench_table.Figure``s: :func:`measure` is what ``benchmarks/run_all.py`` calls.
+
 Usage: ``bash scripts/bench.sh [--rounds N] [--json] [--health-grace S] [--verbose]``.
 Needs a Docker engine and the local base image ``teg-ota-test-busybox:latest``
 (``scripts/ensure-infra.sh``). Everything it creates (container, images, temp dir) is
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -39,8 +46,10 @@ from types import FrameType
 
 import docker.errors
 from bench_events import BenchmarkError
-from bench_results import Results, render, to_json
+from bench_results import Results, figures, render, to_json
 from bench_scenario import Bench
+from bench_table import Figure
+from bench_table import render as render_figures
 from loguru import logger
 
 # ------------------------------------------------------------------------------- main
@@ -78,8 +87,8 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_int)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+def run(args: argparse.Namespace) -> Results:
+    """Measure everything; raises :class:`BenchmarkError` when it could not."""
     level = "INFO" if args.verbose else "WARNING"
     logger.remove()
     logger.add(sys.stderr, level=level)
@@ -93,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             bench = Bench(args)
         except docker.errors.DockerException as exc:
-            print(f"[bench] no Docker engine: {exc}", file=sys.stderr)
-            return 2
+            raise BenchmarkError(f"no Docker engine: {exc}") from exc
         version = bench.client.version()
         results = Results(
             rounds=args.rounds,
@@ -105,17 +113,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             bench.setup()
             bench.run(results, progress)
-        except BenchmarkError as exc:
-            print(f"[bench] ERROR: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("[bench] interrupted; cleaning up", file=sys.stderr)
-            return 130
         finally:
             progress("cleaning up (container, images, temp dir)")
             bench.cleanup()
     results.wall_s = time.monotonic() - started
-    print(to_json(results) if args.json else render(results))
+    return results
+
+
+def measure(rounds: int, verbose: bool) -> list[Figure]:
+    """The figures of ``rounds`` rounds (``benchmarks/run_all.py``'s entry point)."""
+    args = _parse_args(["--rounds", str(rounds), *(["--verbose"] if verbose else [])])
+    return figures(run(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        results = run(args)
+    except BenchmarkError as exc:
+        print(f"[bench] ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[bench] interrupted; cleaned up", file=sys.stderr)
+        return 130
+    table = figures(results)
+    if args.json:
+        details = json.loads(to_json(results))
+        print(json.dumps({"figures": [f.to_dict() for f in table], "details": details}, indent=2))
+    else:
+        print(render(results))
+        print()
+        print(render_figures("swap, restart and cached update", table))
     return 0
 
 
