@@ -42,6 +42,7 @@ __all__ = [
     "unknown_variables",
 ]
 from teg_ota.domain.core.backoff import BackoffPolicy
+from teg_ota.domain.model import fetch_retry_policy
 from teg_ota.domain.model.fetch_retry_policy import FetchRetryPolicy
 from teg_ota.domain.model.settings import UpdateSettings, WatchdogSettings
 
@@ -119,9 +120,9 @@ class Settings:
     update_lock_max_wait_s: float | None = None
     update_lock_force_after_wait: bool = False
     update_start_window_s: float = 5.0
-    git_fetch_retries: int = 5
-    git_fetch_retry_initial_s: float = 2.0
-    git_fetch_retry_max_s: float = 60.0
+    git_fetch_retries: int = fetch_retry_policy.DEFAULT_RETRIES
+    git_fetch_retry_initial_s: float = fetch_retry_policy.DEFAULT_INITIAL_S
+    git_fetch_retry_max_s: float = fetch_retry_policy.DEFAULT_MAX_S
     crash_rollback_within_s: float = 0.0
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 300.0

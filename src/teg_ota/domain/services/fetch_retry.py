@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 from teg_ota.domain.core.fetch_retry import next_step, retry_delay
 from teg_ota.domain.core.jitter import RandomSource
@@ -31,6 +32,10 @@ from teg_ota.ports.package_source import PackageSource
 
 log = logging.getLogger(__name__)
 
+_LOOK_EVERY_S = 1.0
+"""How often a retry's wait asks ``stop_retrying`` (the budget spans minutes: a newer
+assignment or a shutdown must not wait behind it)."""
+
 
 class FetchRetry:
     def __init__(
@@ -39,6 +44,9 @@ class FetchRetry:
         self._clock = clock
         self._policy = policy
         self._rng: RandomSource = rng if rng is not None else random.Random()  # noqa: S311
+        self.stop_retrying: Callable[[str], str | None] | None = None
+        """Why retries for a target must end now (teg-ota stops, another version waits),
+        else ``None``; the update flow sets it. The last fault is then raised at once."""
 
     def resolve(
         self, source: PackageSource, package: PackageRef, listener: ProgressListener = quiet
@@ -60,12 +68,31 @@ class FetchRetry:
                 )
                 log.warning("%s", line)
                 notify(listener, line)
-                self._clock.sleep(delay)
+                why = self._wait(delay, package.version.value)
+                if why is not None:
+                    raise _gave_up(fault, attempt, why) from None
                 step = next_step(self._policy, step)
                 attempt += 1
 
+    def _wait(self, delay: float, target: str) -> str | None:
+        """Sleep ``delay``, in slices when something may end the retries meanwhile."""
+        stop = self.stop_retrying
+        if stop is None:
+            self._clock.sleep(delay)
+            return None
+        deadline = self._clock.monotonic() + delay
+        while (why := stop(target)) is None:
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                return None
+            self._clock.sleep(min(left, _LOOK_EVERY_S))
+        return why
 
-def _gave_up(fault: SourceTransientFault, attempts: int) -> SourceTransientFault:
-    """The last fault, of its own kind, saying how often it was tried."""
+
+def _gave_up(
+    fault: SourceTransientFault, attempts: int, why: str | None = None
+) -> SourceTransientFault:
+    """The last fault, of its own kind, saying how often it was tried (and why no more)."""
     tried = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-    return type(fault)(f"{fault}; gave up after {tried}", retry_after_s=fault.retry_after_s)
+    ended = f"; stopped retrying: {why}" if why else ""
+    return type(fault)(f"{fault}; gave up after {tried}{ended}", retry_after_s=fault.retry_after_s)

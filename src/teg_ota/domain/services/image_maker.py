@@ -51,7 +51,7 @@ class ImageMaker:
         self._runtime = runtime
         self._source = source
         self._settings = settings
-        self._fetch = FetchRetry(clock, settings.fetch_retry, rng)
+        self.fetch = FetchRetry(clock, settings.fetch_retry, rng)
 
     def tag(self, version: Version) -> str:
         return image_tag(self._settings.image_prefix, version)
@@ -73,7 +73,7 @@ class ImageMaker:
         cached = labels.get(COMMIT_LABEL) if labels is not None else None
         notify(listener, f"[{OtaState.DOWNLOADING}] fetching the controller repository")
         try:
-            digest = self._fetch.resolve(self._source, package, listener)
+            digest = self.fetch.resolve(self._source, package, listener)
         except FetchFailed as exc:
             if cached is None:
                 raise

@@ -82,11 +82,9 @@ class UpdateRun:
     for the controller's update lock or a maintenance window."""
     swapped: tuple[float, int | None] | None = None
     """Monotonic time the swap call began and the new controller's start (engine time, ms):
-    what the health grace is counted from (``None``: a recovered update; its grace is
-    what was left)."""
+    what the health grace counts from (``None``: a recovered update, its grace what was left)."""
     seen_healthy: bool = False
-    """The health gate just saw the new controller running and healthy (COMMITTING then has
-    nothing to start again; a recovered COMMITTING looks)."""
+    """The health gate just saw the new controller run healthy: COMMITTING need not look."""
 
     @property
     def target(self) -> str:
@@ -113,6 +111,9 @@ class UpdateFlow:
         self.swaps_held = False
         self.gate = gate or SwapGate(None, runtime, clock, reporter, settings)
         self.gate.held = lambda: self.swaps_held
+        images.fetch.stop_retrying = lambda target: (
+            "teg-ota is stopping" if self.swaps_held else self.gate.interrupted(target)
+        )
 
     # ------------------------------------------------------------------ the loop
 
