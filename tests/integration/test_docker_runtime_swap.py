@@ -149,3 +149,35 @@ def test_nothing_is_prepared_for_a_running_or_unknown_controller(env: Env) -> No
     env.runtime.run_controller(tag, {RUN_LABEL: env.uid})
     env.runtime.prepare_restart()  # running
     assert _id(env, f"{env.name}-next") is None
+
+
+@pytest.mark.timeout(90)
+def test_a_restart_policy_applies_only_under_the_controllers_name(env: Env) -> None:
+    """With an engine restart policy configured, a power cut between the new controller's
+    start and the old one making way would have dockerd start both at boot: ``-next`` is
+    created with none, the old one loses its policy before its stop, and the controller
+    gets the configured policy once it runs under its name."""
+    settings = dataclasses.replace(env.runtime.settings, restart_policy="unless-stopped")
+    runtime = DockerRuntime(settings)
+    old_tag = env.build(TRAPS_TERM, version="v1.0.0")
+    new_tag = env.build(TRAPS_TERM, version="v2.0.0")
+    runtime.run_controller(old_tag, {RUN_LABEL: env.uid, VERSION_LABEL: "v1.0.0"})
+    old_id = _id(env, env.name)
+    assert old_id is not None
+    policy_of = {}
+
+    def record_policies(*args: Any, **kwargs: Any) -> Any:
+        for name in (f"{env.name}-next", old_id):
+            with_policy = env.client.api.inspect_container(name)["HostConfig"]["RestartPolicy"]
+            policy_of[name] = with_policy["Name"]
+        return original_stop(*args, **kwargs)
+
+    original_stop = runtime.stop_controller
+    runtime.stop_controller = record_policies  # type: ignore[method-assign]
+
+    runtime.replace_controller(new_tag, {RUN_LABEL: env.uid, VERSION_LABEL: "v2.0.0"}, 10)
+
+    assert policy_of == {f"{env.name}-next": "no", old_id: "no"}, "at the stop: none"
+    attrs = env.client.api.inspect_container(env.name)
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["Id"] != old_id

@@ -92,12 +92,20 @@ class Gateway:
         and the memory of failures and answers is forgotten (after what runs now)."""
         if not ASSIGNMENT_KEYS & set(message.keys):
             return
-        if self.exclusive.cancel_offer():
-            logger.info("the queued update was cancelled: its package was unassigned")
+        # The spread first: a wait ending in between would queue its offer after the
+        # mailbox was emptied (the same order as ``offer``: begin, then cancel_offer).
         if self._spread is not None and self._spread.cancel("its package was unassigned"):
             logger.info("the update waiting to start was cancelled: its package was unassigned")
+        if self.exclusive.cancel_offer():
+            logger.info("the queued update was cancelled: its package was unassigned")
         self.service.cancel_waiting_swap("its package was unassigned", resend=False)
         self.exclusive.submit(self.service.forget_assignment, message.keys)
+
+    def cancel_waiting_start(self, reason: str) -> None:
+        """An assignment still waiting for its moment of the start window is dropped (the
+        runner stops: the next start asks ThingsBoard for the assignment again)."""
+        if self._spread is not None and self._spread.cancel(reason):
+            logger.info("the update waiting to start was cancelled: {}", reason)
 
     def offer(self, request: OtaRequest, then: Callable[[], object] | None = None) -> None:
         """Queue ``request`` behind what runs; a newer offer replaces it (latest wins).

@@ -116,6 +116,7 @@ class Runner:
         # First: no new container swap may start (one the process might not live to
         # finish). An update still preparing stops before its swap; the journal retries it.
         self._gateway.service.hold_swaps()
+        self._gateway.cancel_waiting_start("teg-ota is stopping")
         self._stopping.set()  # RPC operations are refused from now on
         self._container.rpc_inbox().attach(None)
         for task in tasks:

@@ -95,7 +95,9 @@ class NextContainer:
         host_config = client.api.create_host_config(
             network_mode=settings.network_mode,
             privileged=settings.privileged,
-            restart_policy={"Name": settings.restart_policy},
+            # None until it runs under the controller's name: a power cut before that must
+            # not have the engine start it beside the old one at boot (applied in start()).
+            restart_policy={"Name": "no"},
             binds=[
                 *settings.mounts,
                 *self._tool_mounts.allowed(client, tag, settings.tool_mounts),
@@ -160,6 +162,12 @@ class NextContainer:
                 # ``docker rm``: "removal already in progress") is no reason to fail it.
                 logger.warning("could not remove the stopped {}: {}", name, explanation(exc))
         self._take_name(client, prepared.container_id, name)
+        if settings.restart_policy != "no":
+            try:
+                policy = {"Name": settings.restart_policy}
+                client.api.update_container(prepared.container_id, restart_policy=policy)
+            except docker.errors.APIError as exc:  # it runs; the watchdog restarts it anyway
+                logger.warning("could not set {}'s restart policy: {}", name, explanation(exc))
 
     def _take_name(self, client: docker.DockerClient, container_id: str, name: str) -> None:
         """Rename the started container to the controller's name; while another process

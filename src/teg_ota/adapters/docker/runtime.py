@@ -188,6 +188,11 @@ class DockerRuntime:
         name = self._settings.container_name
         with self._engine(f"preparing {name} from {tag}", StartFailed) as client:
             prepared = self._next.prepare(client, tag, labels)
+            if self._settings.restart_policy != "no":
+                # Stopped, the old one must stay stopped if the engine restarts before it
+                # made way (a power cut right after the new one started): two never run.
+                with suppress(docker.errors.APIError):
+                    client.api.update_container(name, restart_policy={"Name": "no"})
         try:
             self.stop_controller(grace_s)
         except ContainerRuntimeError:

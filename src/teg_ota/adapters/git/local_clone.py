@@ -23,12 +23,14 @@ __all__ = ["clone_local"]
 def clone_local(source_dir: str, path: str, url: str, remote_name: str, message: bytes) -> Repo:
     """Clone the repository at ``source_dir`` into the existing empty directory ``path``;
     ``url`` is what the remote is configured as. The caller removes a partial clone."""
-    Repo.init(path, mkdir=False).close()
+    with Repo.init(path, mkdir=False) as empty:
+        # The remote first: a clone killed during the copy leaves a repository the next
+        # fetch completes (as porcelain.clone's did), not one without an origin.
+        configure_remote(empty, remote_name, url)
     with Repo(source_dir) as source, Repo(path) as empty:
         copy_packs(source, empty)
     repo = Repo(path)  # opened after the copy, so it sees the copied packs
     try:
-        configure_remote(repo, remote_name, url)
         with Repo(source_dir) as source:
             present = source.object_store
             remote_refs = {n: s for n, s in source.get_refs().items() if s in present}

@@ -91,9 +91,9 @@ def copy_packs(source: Repo, target: Repo) -> bool:
         index = name[: -len(".pack")] + ".idx"
         if index not in names:
             continue  # a pack still being written by the remote: its objects come below
-        shutil.copyfile(os.path.join(source_packs, name), os.path.join(target_packs, name))
+        _copy_durably(os.path.join(source_packs, name), os.path.join(target_packs, name))
         # The index last: dulwich and git only see a pack once its index is there.
-        shutil.copyfile(os.path.join(source_packs, index), os.path.join(target_packs, index))
+        _copy_durably(os.path.join(source_packs, index), os.path.join(target_packs, index))
     for prefix in os.listdir(origin.path):
         if len(prefix) != 2:
             continue
@@ -102,3 +102,16 @@ def copy_packs(source: Repo, target: Repo) -> bool:
         for name in os.listdir(loose):
             shutil.copyfile(os.path.join(loose, name), os.path.join(store.path, prefix, name))
     return True
+
+
+def _copy_durably(source: str, target: str) -> None:
+    """Copy under a temporary name, fsync, rename: a power cut never leaves a truncated
+    pack or index under its real name (a truncated index would break every later read)."""
+    partial = target + ".partial"
+    shutil.copyfile(source, partial)
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, target)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 
 from teg_ota.domain.core import recovery
-from teg_ota.domain.model.errors import RuntimeUnavailable, VersionStoreError
+from teg_ota.domain.model.errors import (
+    ContainerRuntimeError,
+    RuntimeUnavailable,
+    VersionStoreError,
+)
 from teg_ota.domain.model.ota_state import OtaProgress
 from teg_ota.domain.model.outcome import Outcome, UpdateResult
 from teg_ota.domain.model.package import PackageRef
@@ -80,7 +84,13 @@ class Recoverer:
         # A swap interrupted after it created (or even started) the new container under its
         # temporary name: the recovery table looks at the controller's name alone, and what
         # it starts must be the one controller, so the left-over goes first.
-        self._runtime.discard_prepared()
+        discard = getattr(self._runtime, "discard_prepared", None)  # a runtime from before
+        try:  # ... issue 14 has no temporary container to leave behind
+            if discard is not None:
+                discard()
+        except ContainerRuntimeError as exc:
+            # Not done: the rows below must not see two controllers. Kept for the next try.
+            raise RuntimeUnavailable(f"cannot remove the left-over next controller: {exc}") from exc
         engine = self._runtime.controller_state()
         step = recovery.resume(
             journal,

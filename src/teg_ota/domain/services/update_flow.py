@@ -111,9 +111,7 @@ class UpdateFlow:
         self.swaps_held = False
         self.gate = gate or SwapGate(None, runtime, clock, reporter, settings)
         self.gate.held = lambda: self.swaps_held
-        images.fetch.stop_retrying = lambda target: (
-            "teg-ota is stopping" if self.swaps_held else self.gate.interrupted(target)
-        )
+        images.fetch.stop_retrying = lambda t: self.gate.interrupted(t)  # noqa: PLW0108 - set later
 
     # ------------------------------------------------------------------ the loop
 
@@ -316,11 +314,14 @@ class UpdateFlow:
             return Done(running=None)
 
     def _put(self, version: Version, commit: str | None, *, replace: bool) -> None:
-        """Start ``version``, in place of the running controller when ``replace``: then the
-        new container is made before the old one stops (the downtime is the swap alone)."""
+        """Start ``version``, in place of the running one when ``replace`` (made first)."""
         tag, labels = self._images.tag(version), labels_for(version, commit)
-        if replace:
-            self._runtime.replace_controller(tag, labels, self._settings.stop_grace_s)
+        replace_controller = getattr(self._runtime, "replace_controller", None)
+        if replace and replace_controller is not None:
+            replace_controller(tag, labels, self._settings.stop_grace_s)
+        elif replace:  # a runtime from before issue 14 (an embedding product's own)
+            self._runtime.stop_controller(self._settings.stop_grace_s)
+            self._runtime.run_controller(tag, labels)
         else:
             self._runtime.run_controller(tag, labels)
 

@@ -129,8 +129,11 @@ class Watchdog:
         """While the restart waits out its delay, let the runtime make it cheap (create the
         replacement container now): the delay is time the controller is down anyway, so
         the restart, when due, is as quick as the engine's own restart policy."""
+        prepare = getattr(self._runtime, "prepare_restart", None)  # absent: a runtime from
+        if prepare is None:  # before issue 14 (an embedding product's own), restarts as before
+            return
         try:
-            self._runtime.prepare_restart()
+            prepare()
         except ContainerRuntimeError as exc:
             log.debug("could not prepare the controller's restart: %s", exc)
 
