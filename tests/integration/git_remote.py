@@ -121,6 +121,29 @@ def make_remote(base: Path) -> Remote:
     return r
 
 
+def make_remote_with_history(base: Path) -> Remote:
+    """:func:`make_remote` plus a merge of a second branch (``side``, pushed too), an
+    annotated tag ``v2.0``, a lightweight tag ``release`` and a nested directory: the shapes
+    a clone or a fetch must carry over whole."""
+    remote = make_remote(base)
+    remote.commit({"lib/core/a.py": "a = 1\n"}, "lib")
+    remote.git(remote.work, "checkout", "-q", "-b", "side")
+    remote.commit({"lib/core/b.py": "b = 1\n"}, "side")
+    remote.git(remote.work, "checkout", "-q", "main")
+    remote.commit({"docs/readme.md": "docs\n"}, "docs")
+    remote.git(remote.work, "merge", "-q", "--no-edit", "side")
+    remote.tag("v2.0", annotated=True)
+    remote.tag("release")
+    remote.git(remote.work, "push", "-q", "origin", "main", "side")
+    remote.push()
+    return remote
+
+
+def assert_fsck_clean(remote: Remote, repo_dir: Path) -> None:
+    """``git fsck --full``: every object a ref reaches is there and sound."""
+    assert remote.git(repo_dir, "fsck", "--full", "--no-progress", "--no-dangling") == ""
+
+
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 """Unset in every test: a proxy would swallow the requests to the local HTTP remote."""
 

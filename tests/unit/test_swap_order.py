@@ -5,7 +5,7 @@ watchdog lets the runtime prepare a restart while it waits out the delay."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -40,50 +40,45 @@ def test_an_update_replaces_the_running_controller_in_one_call(world: World) -> 
     assert world.runtime.calls[-3:-1] == ["stop", f"run {tag('v1.1')}"]
 
 
-def test_the_grace_counts_from_the_new_controllers_start(world: World) -> None:
-    """The old one makes way and the new one takes its name after the start: that time is
-    part of the grace, never more than the call took."""
-    original = world.runtime.replace_controller
-
-    def slow_naming(tag_: str, labels: Mapping[str, str], grace_s: float) -> None:
-        original(tag_, labels, grace_s)
-        world.clock.advance(0.25)  # after the start: the renames
-
-    world.runtime.replace_controller = slow_naming  # type: ignore[method-assign]
+def _grace_waited(world: World, after_swap: Callable[[], None]) -> float:
+    """Update to v1.1 with ``after_swap`` run once the swap call returns; the timeout the
+    health gate then waited for an exit (the grace it counted)."""
+    original, original_wait = world.runtime.replace_controller, world.runtime.wait_for_exit
     waits: list[float] = []
-    original_wait = world.runtime.wait_for_exit
+
+    def swap(tag_: str, labels: Mapping[str, str], grace_s: float) -> None:
+        original(tag_, labels, grace_s)
+        after_swap()
 
     def wait(timeout_s: float):  # type: ignore[no-untyped-def]
         waits.append(timeout_s)
         return original_wait(timeout_s)
 
+    world.runtime.replace_controller = swap  # type: ignore[method-assign]
     world.runtime.wait_for_exit = wait  # type: ignore[method-assign]
-
     assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
-    assert abs(waits[0] - (world.settings.health_grace_s - 0.25)) < 1e-6
+    return waits[0]
+
+
+def test_the_grace_counts_from_the_new_controllers_start(world: World) -> None:
+    """The old one makes way and the new one takes its name after the start: that time is
+    part of the grace, never more than the call took."""
+
+    def renames() -> None:
+        world.clock.advance(0.25)  # after the start: the renames
+
+    waited = _grace_waited(world, renames)
+
+    assert abs(waited - (world.settings.health_grace_s - 0.25)) < 1e-6
 
 
 def test_a_clock_step_never_shortens_the_grace_by_more_than_the_swap_took(
     world: World,
 ) -> None:
-    original = world.runtime.replace_controller
-
-    def clock_jumps(tag_: str, labels: Mapping[str, str], grace_s: float) -> None:
-        original(tag_, labels, grace_s)
+    def clock_jumps() -> None:
         world.clock.wall += 3600  # the wall clock steps; the monotonic one does not
 
-    world.runtime.replace_controller = clock_jumps  # type: ignore[method-assign]
-    waits: list[float] = []
-    original_wait = world.runtime.wait_for_exit
-
-    def wait(timeout_s: float):  # type: ignore[no-untyped-def]
-        waits.append(timeout_s)
-        return original_wait(timeout_s)
-
-    world.runtime.wait_for_exit = wait  # type: ignore[method-assign]
-
-    assert world.service.handle_request(world.request("v1.1")).outcome is Outcome.UPDATED
-    assert waits[0] == world.settings.health_grace_s
+    assert _grace_waited(world, clock_jumps) == world.settings.health_grace_s
 
 
 def test_a_rollback_rebuilds_a_missing_image_before_it_stops_the_failing_one() -> None:

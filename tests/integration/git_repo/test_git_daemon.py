@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from git_remote import Remote, make_remote, tree_files
+from git_remote import Remote, assert_fsck_clean, make_remote_with_history, tree_files
 from harness import free_port, port_open, wait_until
 
 from teg_ota.adapters.git import DulwichSourceRepo
@@ -33,17 +33,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     """A remote with a merge, two branches, an annotated and a lightweight tag and a nested
     directory, served by ``git daemon`` as ``git://127.0.0.1:<port>/remote.git``."""
-    remote = make_remote(tmp_path)
-    remote.commit({"lib/core/a.py": "a = 1\n"}, "lib")
-    remote.git(remote.work, "checkout", "-q", "-b", "side")
-    remote.commit({"lib/core/b.py": "b = 1\n"}, "side")
-    remote.git(remote.work, "checkout", "-q", "main")
-    remote.commit({"docs/readme.md": "docs\n"}, "docs")
-    remote.git(remote.work, "merge", "-q", "--no-edit", "side")
-    remote.tag("v2.0", annotated=True)
-    remote.tag("release")
-    remote.git(remote.work, "push", "-q", "origin", "main", "side")
-    remote.push()
+    remote = make_remote_with_history(tmp_path)
     port = free_port()
     daemon = subprocess.Popen(
         [
@@ -75,10 +65,6 @@ def _refs(remote: Remote, repo_dir: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def _fsck(remote: Remote, repo_dir: Path) -> None:
-    assert remote.git(repo_dir, "fsck", "--full", "--no-progress", "--no-dangling") == ""
-
-
 def _commits_in_pack(remote: Remote, idx: Path) -> set[str]:
     out = remote.git(idx.parent, "verify-pack", "-v", str(idx))
     return {line.split()[0] for line in out.splitlines() if " commit " in line}
@@ -102,7 +88,7 @@ def test_first_clone_over_git_protocol_is_what_git_clone_makes(
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
     assert tree_files(path) == tree_files(oracle)
     assert (path / "lib" / "core" / "b.py").read_text() == "b = 1\n"
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
     # Opened afresh, as the service does after a restart.
     repo = DulwichSourceRepo(str(path), url=served.url)
     assert repo.resolve("v2.0") == git(remote.bare, "rev-parse", "v2.0^{commit}")
@@ -127,7 +113,7 @@ def test_fetch_over_git_protocol_brings_new_commits_and_tags(
     assert git(path, "rev-parse", "refs/remotes/origin/main") == third
     assert repo.resolve("v3.0") == third
     assert repo.resolve("release") == third
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
     repo.reset_to(third)
     assert (path / "new" / "deep" / "c.py").read_text() == "c\n"
     assert repo.current_commit() == third
@@ -157,7 +143,7 @@ def test_a_fetch_asks_only_for_what_is_new_since_the_last_fetch(
         (new_pack,) = set(pack_dir.glob("*.idx")) - before
         assert _commits_in_pack(remote, new_pack) == {commits[-1]}
     assert git(path, "rev-parse", "refs/remotes/origin/main") == commits[-1]
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
 
 
 def test_a_fetch_after_the_remote_rewrote_its_branch_is_complete(
@@ -181,7 +167,7 @@ def test_a_fetch_after_the_remote_rewrote_its_branch_is_complete(
     repo.fetch()
     assert git(path, "rev-parse", "refs/remotes/origin/main") == rewritten
     assert repo.resolve("v4.0") == rewritten
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
     repo.reset_to(rewritten)
     assert (path / "x" / "y.py").read_text() == "y\n"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from git_remote import Remote, make_remote, tree_files
+from git_remote import Remote, assert_fsck_clean, make_remote_with_history, tree_files
 
 from teg_ota.adapters.git import DulwichSourceRepo
 
@@ -23,28 +23,8 @@ def _loose_refs(dot_git: Path) -> set[str]:
     return {str(p.relative_to(dot_git)) for p in (dot_git / "refs").rglob("*") if p.is_file()}
 
 
-def _fsck(remote: Remote, repo_dir: Path) -> None:
-    assert remote.git(repo_dir, "fsck", "--full", "--no-progress", "--no-dangling") == ""
-
-
-def _with_history(base: Path) -> Remote:
-    """A remote with a merge, an annotated tag, a nested directory and a moved-able tag."""
-    remote = make_remote(base)
-    remote.commit({"lib/core/a.py": "a = 1\n"}, "lib")
-    remote.git(remote.work, "checkout", "-q", "-b", "side")
-    remote.commit({"lib/core/b.py": "b = 1\n"}, "side")
-    remote.git(remote.work, "checkout", "-q", "main")
-    remote.commit({"docs/readme.md": "docs\n"}, "docs")
-    remote.git(remote.work, "merge", "-q", "--no-edit", "side")
-    remote.tag("v2.0", annotated=True)
-    remote.tag("release")
-    remote.git(remote.work, "push", "-q", "origin", "main", "side")
-    remote.push()
-    return remote
-
-
 def test_first_clone_is_what_git_clone_makes(tmp_path: Path) -> None:
-    remote = _with_history(tmp_path)
+    remote = make_remote_with_history(tmp_path)
     path = tmp_path / "controller"
     repo = DulwichSourceRepo(str(path), url=remote.url)
     repo.fetch()
@@ -64,13 +44,13 @@ def test_first_clone_is_what_git_clone_makes(tmp_path: Path) -> None:
     assert git(path, "config", "branch.main.merge") == "refs/heads/main"
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
     assert tree_files(path) == set(git(path, "ls-files").splitlines())
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
     assert repo.resolve("v2.0") == git(remote.bare, "rev-parse", "v2.0^{commit}")
 
 
 def test_first_clone_from_a_remote_with_alternates_is_complete(tmp_path: Path) -> None:
     (tmp_path / "origin").mkdir()
-    origin = _with_history(tmp_path / "origin")
+    origin = make_remote_with_history(tmp_path / "origin")
     shared = tmp_path / "shared.git"
     # --shared: the remote holds no objects of its own, only a pointer to origin's.
     origin.git(tmp_path, "clone", "-q", "--bare", "--shared", str(origin.bare), str(shared))
@@ -79,11 +59,11 @@ def test_first_clone_from_a_remote_with_alternates_is_complete(tmp_path: Path) -
     repo = DulwichSourceRepo(str(path), url=shared.as_uri())
     assert repo.resolve("v2.0") == origin.git(origin.bare, "rev-parse", "v2.0^{commit}")
     assert not (path / ".git" / "objects" / "info" / "alternates").exists()
-    _fsck(origin, path)
+    assert_fsck_clean(origin, path)
 
 
 def test_fetch_with_nothing_new_writes_no_ref(tmp_path: Path) -> None:
-    remote = _with_history(tmp_path)
+    remote = make_remote_with_history(tmp_path)
     path = tmp_path / "controller"
     repo = DulwichSourceRepo(str(path), url=remote.url)
     repo.fetch()
@@ -98,7 +78,7 @@ def test_fetch_with_nothing_new_writes_no_ref(tmp_path: Path) -> None:
 
 
 def test_fetch_writes_only_the_refs_that_changed(tmp_path: Path) -> None:
-    remote = _with_history(tmp_path)
+    remote = make_remote_with_history(tmp_path)
     path = tmp_path / "controller"
     repo = DulwichSourceRepo(str(path), url=remote.url)
     repo.fetch()
@@ -119,14 +99,14 @@ def test_fetch_writes_only_the_refs_that_changed(tmp_path: Path) -> None:
     assert repo.resolve("release") == third
     reflog = (dot_git / "logs" / "refs" / "tags" / "v3.0").read_text()
     assert reflog.rstrip().endswith(f"fetch: from {remote.url}")
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
     repo.reset_to(third)
     assert (path / "new" / "deep" / "c.py").read_text() == "c\n"
 
 
 def test_fetch_after_a_clone_by_an_older_release(tmp_path: Path) -> None:
     """A clone with every ref loose (what ``porcelain.clone`` made) fetches the same way."""
-    remote = _with_history(tmp_path)
+    remote = make_remote_with_history(tmp_path)
     path = tmp_path / "controller"
     remote.git(tmp_path, "clone", "-q", remote.url, str(path))
     for ref in ("refs/remotes/origin/main", "refs/tags/v2.0"):
@@ -139,4 +119,4 @@ def test_fetch_after_a_clone_by_an_older_release(tmp_path: Path) -> None:
     repo.fetch()
     assert repo.resolve("v3.0") == second
     assert repo.resolve("v2.0") == remote.git(remote.bare, "rev-parse", "v2.0^{commit}")
-    _fsck(remote, path)
+    assert_fsck_clean(remote, path)
