@@ -130,6 +130,11 @@ class Settings:
     watchdog_interval_s: float = 10.0
     log_level: str = "INFO"
     log_format: str = "text"
+    control_socket: str | None = None
+    """The runner's local control socket (issue 13); ``None``: ``<data dir>/teg-ota.sock``.
+    An empty variable turns the channel off."""
+    agent_telemetry_s: float = 60.0
+    """The agent's own telemetry (outbox, disk, images) every this many seconds; 0: off."""
     original_names: tuple[str, ...] = ()
     """The original gateway's variables that were read (logged once at start-up)."""
 
@@ -143,6 +148,12 @@ class Settings:
         if password is None and self.mqtt_password_file:
             password = read_secret_file("TEG_MQTT_PASSWORD_FILE", self.mqtt_password_file)
         return token, password
+
+    def control_socket_path(self) -> str | None:
+        """Where the runner listens and the CLI asks; ``None``: the channel is off."""
+        if self.control_socket is None:
+            return str(Path(self.data_path) / "teg-ota.sock")
+        return self.control_socket or None
 
     def update_settings(self) -> UpdateSettings:
         return UpdateSettings(
@@ -244,6 +255,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "TEG_WATCHDOG_INTERVAL_S": ("watchdog_interval_s", p.positive_seconds),
     "TEG_LOG_LEVEL": ("log_level", p.log_level),
     "TEG_LOG_FORMAT": ("log_format", p.choice("text", "json")),
+    "TEG_CONTROL_SOCKET": ("control_socket", p.control_socket),
+    "TEG_AGENT_TELEMETRY_S": ("agent_telemetry_s", p.seconds),
 }
 
 _SECRET_VARIABLES = frozenset(

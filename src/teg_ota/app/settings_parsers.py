@@ -219,3 +219,18 @@ def mounts(value: str) -> tuple[str, ...]:
             raise ValueError(f"mount mode must be ro or rw in {item!r}")
         mounts.append(item)
     return tuple(mounts)
+
+
+_UNIX_SOCKET_PATH_MAX = 107
+"""``sun_path`` holds 108 bytes with the terminating NUL."""
+
+
+def control_socket(value: str) -> str:
+    """An absolute path short enough for a Unix socket; empty: the channel off."""
+    if not value:
+        return ""
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError("expected an absolute path (or empty: no control channel)")
+    if len(value.encode()) > _UNIX_SOCKET_PATH_MAX:
+        raise ValueError(f"a Unix socket path is at most {_UNIX_SOCKET_PATH_MAX} bytes")
+    return value
